@@ -1,0 +1,66 @@
+"""Atomic file writing: a reader sees the old file or the new one, never half of either.
+
+The recipe: write to a temporary file in the same directory, flush and fsync it, rename it over
+the destination (atomic on POSIX and on Windows for files on one volume), then fsync the
+directory so the rename itself survives a power cut. If anything fails before the rename, the
+temporary file is removed and the destination is untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # Windows cannot open directories; its rename is already durable enough
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb", encoding: str | None = None):
+    """``with atomic_write(path, "w") as f: ...`` replaces ``path`` only if the block succeeds."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        if mode == "w":
+            handle = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline="")
+        else:
+            handle = os.fdopen(fd, "wb")
+        with handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        fsync_directory(directory)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
+    with atomic_write(path, "w", encoding=encoding) as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+    return Path(path)

@@ -1,0 +1,177 @@
+"""The one place that imports numba: backends, the ``kernel`` decorator and the JIT policy.
+
+Every kernel in ``minilstm.core`` is written once, in the subset of NumPy that both CPython and
+Numba accept. ``@kernel`` keeps that source as the *numpy* build and compiles it with Numba on
+first use as the *numba* build. Which build runs is decided per call by the active backend:
+
+    MINILSTM_DISABLE_JIT=1        -> "numpy" (numba is never imported)
+    MINILSTM_BACKEND=numba|numpy  -> that backend (numba must be importable for "numba")
+    otherwise                     -> "numba" when numba imports, else "numpy"
+
+and from Python with ``set_backend(name)`` or ``with use_backend(name): ...``.
+
+Why a wrapper object rather than plain ``numba.njit``: a jitted driver calls its helpers by
+global name, and Numba freezes those names into the compiled code. To switch backends at run
+time, the numba build of a kernel is compiled from a copy of the function whose globals map each
+helper kernel to *its* numba build, while the numpy build keeps the original globals. The two
+builds therefore share one source and cannot drift; ``tests/test_backends.py`` checks they agree.
+
+A kernel may register a second, loop-based source for the numba build with
+``@some_kernel.numba_variant`` where a benchmark shows explicit loops pay (fused elementwise
+passes that would otherwise allocate temporaries). Each variant has a parity test.
+
+JIT policy (set once, here): ``cache=True`` so compiled code is reused across processes;
+``fastmath=False`` (no benchmark has shown a gain worth giving up IEEE semantics, and the
+no-NaN/no-Inf flags would break the NaN checks the trainer relies on); ``error_model="numpy"``
+so a division by zero gives inf/nan like NumPy instead of raising; no ``parallel=True``: the
+BLAS thread pool already uses the cores, and a second pool competing for them made the matrix
+products slower.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import types
+
+BACKENDS = ("numba", "numpy")
+JIT_OPTIONS = dict(cache=True, fastmath=False, error_model="numpy", nogil=True)
+
+_numba = None          # the numba module, once imported
+_numba_error = None    # why numba could not be imported, for the error message
+
+
+def _import_numba():
+    """Import numba on demand; return the module or None (recording why)."""
+    global _numba, _numba_error
+    if _numba is None and _numba_error is None:
+        try:
+            import numba  # the one import of numba in the project
+            _numba = numba
+        except Exception as exc:  # ImportError, or a broken llvmlite install
+            _numba_error = f"{type(exc).__name__}: {exc}"
+    return _numba
+
+
+def _backend_from_environment() -> str:
+    if os.environ.get("MINILSTM_DISABLE_JIT", "").strip() not in ("", "0"):
+        return "numpy"
+    requested = os.environ.get("MINILSTM_BACKEND", "").strip().lower()
+    if requested:
+        if requested not in BACKENDS:
+            raise ValueError(
+                f"MINILSTM_BACKEND={requested!r} is not a backend; expected one of {BACKENDS}")
+        if requested == "numba" and _import_numba() is None:
+            raise ImportError(
+                f"MINILSTM_BACKEND=numba but numba cannot be imported ({_numba_error}); "
+                "install numba or set MINILSTM_BACKEND=numpy")
+        return requested
+    return "numba" if _import_numba() is not None else "numpy"
+
+
+class _State:
+    backend = _backend_from_environment()
+
+
+def backend() -> str:
+    """The active backend: ``"numba"`` (compiled) or ``"numpy"`` (same source, interpreted)."""
+    return _State.backend
+
+
+def numba_available() -> bool:
+    """True when numba can be imported (and MINILSTM_DISABLE_JIT does not forbid it)."""
+    if os.environ.get("MINILSTM_DISABLE_JIT", "").strip() not in ("", "0"):
+        return False
+    return _import_numba() is not None
+
+
+def set_backend(name: str) -> str:
+    """Select the backend for all later kernel calls; returns the previous one."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend: got {name!r}, expected one of {BACKENDS}")
+    if name == "numba" and not numba_available():
+        why = _numba_error or "MINILSTM_DISABLE_JIT is set"
+        raise ImportError(f"backend 'numba' is not available ({why})")
+    previous, _State.backend = _State.backend, name
+    return previous
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """``with use_backend("numpy"): ...`` runs the block on that backend and restores the old one."""
+    previous = set_backend(name)
+    try:
+        yield name
+    finally:
+        _State.backend = previous
+
+
+def backend_info() -> dict:
+    """What is running: backend, numba version (or why it is missing) and the JIT policy."""
+    numba = _numba if _State.backend == "numba" else (_import_numba() if numba_available() else None)
+    return {
+        "backend": _State.backend,
+        "numba": getattr(numba, "__version__", None),
+        "numba_error": _numba_error,
+        "jit_options": dict(JIT_OPTIONS),
+    }
+
+
+class Kernel:
+    """A function with a numpy build (the source itself) and a numba build (compiled lazily).
+
+    Calling the kernel runs the build of the active backend. ``kernel.py`` is the plain function,
+    ``kernel.jitted`` the compiled one (tests call both to check they agree).
+    """
+
+    def __init__(self, fn):
+        functools.update_wrapper(self, fn)
+        self.py = fn
+        self._variant = None
+        self._jitted = None
+
+    def numba_variant(self, fn):
+        """Register a loop-based source compiled for the numba backend instead of ``self.py``.
+
+        Returns ``fn`` unchanged, so the variant can also be run uncompiled in parity tests.
+        """
+        if self._jitted is not None:
+            raise RuntimeError(f"{self.__name__}: variant registered after compilation")
+        self._variant = fn
+        return fn
+
+    @property
+    def jitted(self):
+        if self._jitted is None:
+            numba = _import_numba()
+            if numba is None:
+                raise ImportError(f"numba is not available ({_numba_error})")
+            self._jitted = numba.njit(**JIT_OPTIONS)(_with_jitted_helpers(self._variant or self.py))
+        return self._jitted
+
+    def __call__(self, *args):
+        if _State.backend == "numba":
+            return self.jitted(*args)
+        return self.py(*args)
+
+    def __repr__(self):
+        return f"<minilstm kernel {self.__module__}.{self.__name__}>"
+
+
+def _with_jitted_helpers(fn):
+    """A copy of ``fn`` whose global names for other kernels point at their numba builds."""
+    namespace = dict(fn.__globals__)
+    for name, value in fn.__globals__.items():
+        if isinstance(value, Kernel):
+            namespace[name] = value.jitted
+    copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = fn.__qualname__
+    copy.__module__ = fn.__module__
+    copy.__doc__ = fn.__doc__
+    return copy
+
+
+def kernel(fn):
+    """Decorator: make ``fn`` a :class:`Kernel` (numpy build now, numba build on first use)."""
+    return Kernel(fn)
+
