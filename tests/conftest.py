@@ -1,0 +1,36 @@
+"""Shared fixtures. The real corpora live outside the repository (``../shared/data`` next to
+the checkout, or wherever ``MINILSTM_SHARED_DATA`` points); tests that need them skip cleanly
+when they are absent, and every other test builds the small files it needs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    candidates = [os.environ.get("MINILSTM_SHARED_DATA"), REPO.parent / "shared" / "data"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def shared_file():
+    """``shared_file("tinyshakespeare.txt")`` -> Path, or a skip naming what is missing."""
+    def find(name: str) -> Path:
+        directory = shared_data_dir()
+        if directory is None or not (directory / name).is_file():
+            pytest.skip(f"real corpus {name} not available (set MINILSTM_SHARED_DATA)")
+        return directory / name
+    return find
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
