@@ -45,15 +45,17 @@ def check_shape(where: str, name: str, value: np.ndarray, dims) -> None:
         raise ValueError(f"{where}: {name} has shape {tuple(shape)}, expected {_describe(dims)}")
 
 
-def gradient_buffer(where: str, name: str, value, like: np.ndarray) -> np.ndarray:
-    """A caller-owned buffer that a backward adds into: same shape and dtype as ``like``, and
-    C-contiguous (a copy would silently swallow the accumulated gradient)."""
+def gradient_buffer(where: str, name: str, value, shape=None, dtype=None) -> np.ndarray:
+    """A caller-owned buffer that a backward adds into: a writeable C-contiguous float array
+    with the given shape and dtype (``None`` = any). Never copied: a copy would silently
+    swallow the accumulated gradient, so a non-contiguous buffer is an error instead."""
     if not isinstance(value, np.ndarray):
         raise ValueError(f"{where}: {name} must be a numpy array, got {type(value).__name__}")
-    if value.dtype != like.dtype:
-        raise ValueError(f"{where}: {name} has dtype {value.dtype}, expected {like.dtype}")
-    if value.shape != like.shape:
-        raise ValueError(f"{where}: {name} has shape {value.shape}, expected {like.shape}")
+    if value.dtype not in FLOAT_DTYPES or (dtype is not None and value.dtype != dtype):
+        expected = np.dtype(dtype) if dtype is not None else "float32 or float64"
+        raise ValueError(f"{where}: {name} has dtype {value.dtype}, expected {expected}")
+    if shape is not None and value.shape != tuple(shape):
+        raise ValueError(f"{where}: {name} has shape {value.shape}, expected {tuple(shape)}")
     if not value.flags.c_contiguous or not value.flags.writeable:
         raise ValueError(f"{where}: {name} must be a writeable C-contiguous array "
                          "(gradients are accumulated into it in place)")

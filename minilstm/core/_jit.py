@@ -161,7 +161,8 @@ class Kernel:
 def _with_jitted_helpers(fn):
     """A copy of ``fn`` whose global names for other kernels point at their numba builds."""
     namespace = dict(fn.__globals__)
-    for name, value in fn.__globals__.items():
+    for name in fn.__code__.co_names:          # only the global names the function reads
+        value = fn.__globals__.get(name)
         if isinstance(value, Kernel):
             namespace[name] = value.jitted
     copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)

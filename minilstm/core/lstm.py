@@ -1,0 +1,191 @@
+"""LSTM layer over a whole sequence: forward and full backpropagation through time (BPTT).
+
+Equations (one step t, gate order [i, f, o, g] along the 4H axis; sigma = logistic sigmoid):
+
+    a_t = x_t @ Wx + h_{t-1} @ Wh + b         pre-activations, (B, 4H)
+    i_t = sigma(a_t[:, 0H:1H])                  input gate
+    f_t = sigma(a_t[:, 1H:2H])                  forget gate
+    o_t = sigma(a_t[:, 2H:3H])                  output gate
+    g_t = tanh(a_t[:, 3H:4H])                   candidate cell
+    c_t = f_t * c_{t-1} + i_t * g_t             cell state
+    h_t = o_t * tanh(c_t)                       hidden state
+
+The three sigmoid gates are contiguous so one pass applies one nonlinearity to 3H columns; use
+:func:`reorder_gates` to convert to PyTorch's [i, f, g, o] order.
+
+Shapes: T time steps, B batch, D input width, H hidden units. Everything is time-major:
+``x[t]`` is a contiguous (B, D) block. Wx (D, 4H), Wh (H, 4H), b (4H,).
+
+How the work is laid out (what makes it fast):
+- the input projection ``x @ Wx + b`` for all T steps is one matrix product (``linear_forward``);
+- the recurrence is one (B, H) @ (H, 4H) product per step, into a buffer allocated once;
+- gate nonlinearities, cell update and ``tanh(c)`` are one fused elementwise pass per step;
+- in the backward pass the weight gradients are single products over all T*B rows, done after
+  the time loop; nothing is allocated inside either time loop.
+
+References: Hochreiter & Schmidhuber (1997), "Long Short-Term Memory"; Graves (2013),
+"Generating Sequences With Recurrent Neural Networks" (the formulation above, without peepholes).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._check import float_array, gradient_buffer
+from ._jit import kernel
+from .lstm_cell import cell_backward, cell_forward
+from .linear import linear_backward, linear_forward
+
+GATE_ORDER = "ifog"
+
+
+class LSTMCache(NamedTuple):
+    """What the backward pass needs; memory 7*T*B*H floats plus whatever ``x`` holds."""
+    gates: np.ndarray   # (T, B, 4H) post-activation gates [i, f, o, g]
+    c: np.ndarray       # (T, B, H) cell states c_1..c_T
+    tanh_c: np.ndarray  # (T, B, H) tanh(c_t), kept so backward needs no transcendental
+    h: np.ndarray       # (T, B, H) hidden states h_1..h_T (also the layer's output)
+    h0: np.ndarray      # (B, H)
+    c0: np.ndarray      # (B, H)
+    Wh: np.ndarray      # (H, 4H)
+    x: np.ndarray | None = None   # (T, B, D) input, for lstm_backward's input projection
+    Wx: np.ndarray | None = None  # (D, 4H)
+
+
+# ----------------------------------------------------------------------------- drivers
+
+@kernel
+def _recurrence_forward(xw, h0, c0, Wh, gates, c, tanh_c, h):
+    """Time loop of the forward pass. Fills gates, c, tanh_c, h (all preallocated)."""
+    T = xw.shape[0]
+    hw = np.empty_like(gates[0])   # (B, 4H) holds h_{t-1} @ Wh; allocated once, reused each step
+    for t in range(T):
+        h_prev = h0 if t == 0 else h[t - 1]
+        c_prev = c0 if t == 0 else c[t - 1]
+        np.dot(h_prev, Wh, hw)                                    # a_t = xw_t + h_{t-1} @ Wh
+        cell_forward(xw[t], hw, c_prev, gates[t], c[t], tanh_c[t], h[t])
+
+
+@kernel
+def _recurrence_backward(dh, dhT, dcT, gates, c, tanh_c, h, h0, c0, Wh, dgates, dWh):
+    """Time loop of BPTT. Fills dgates (T, B, 4H) = dL/da_t; adds dL/dWh into dWh.
+
+    Returns (dh0, dc0). ``dh`` is the upstream gradient on every h_t, (dhT, dcT) on the final
+    state; the gradient reaching h_{t-1} through the recurrence is dgates_t @ Wh.T.
+    """
+    T, B, H = c.shape
+    dh_next = dhT.copy()   # dL/dh_t arriving from step t+1 (from the final state at t = T)
+    dc_next = dcT.copy()   # dL/dc_t arriving from step t+1; becomes dL/dc_{t-1} in place
+    for t in range(T - 1, -1, -1):
+        c_prev = c0 if t == 0 else c[t - 1]
+        cell_backward(dh[t], dh_next, dc_next, gates[t], c_prev, tanh_c[t], dgates[t])
+        np.dot(dgates[t], Wh.T, dh_next)            # a_t = ... + h_{t-1} @ Wh  ->  dh_{t-1}
+    # a_t = ... + h_{t-1} @ Wh  ->  dWh += sum_t h_{t-1}^T @ da_t, as two products over all steps
+    dWh += np.dot(h0.T, dgates[0])
+    if T > 1:
+        dWh += np.dot(h[:T - 1].reshape((T - 1) * B, H).T, dgates[1:].reshape((T - 1) * B, 4 * H))
+    return dh_next, dc_next
+
+
+# ----------------------------------------------------------------------------- public API
+
+def lstm_recurrence_forward(xw, h0, c0, Wh):
+    """The LSTM recurrence given the input projection ``xw = x @ Wx + b`` (T, B, 4H).
+
+    Lets a caller supply the projection some cheaper way, e.g. an embedding lookup followed by
+    Wx is a lookup in the table ``E @ Wx + b`` (see ``minilstm.model``).
+    Returns ``h`` (T, B, H), ``(hT, cT)`` and an :class:`LSTMCache`.
+    """
+    where = "lstm_recurrence_forward"
+    Wh = float_array(where, "Wh", Wh, [("H", None), ("4H", None)])
+    H = Wh.shape[0]
+    if Wh.shape[1] != 4 * H:
+        raise ValueError(f"{where}: Wh has shape {Wh.shape}, expected (H, 4H) = ({H}, {4 * H})")
+    xw = float_array(where, "xw", xw, [("T", None), ("B", None), ("4H", 4 * H)], Wh.dtype)
+    T, B, _ = xw.shape
+    h0 = float_array(where, "h0", h0, [("B", B), ("H", H)], Wh.dtype)
+    c0 = float_array(where, "c0", c0, [("B", B), ("H", H)], Wh.dtype)
+    gates = np.empty((T, B, 4 * H), dtype=Wh.dtype)
+    c, tanh_c, h = (np.empty((T, B, H), dtype=Wh.dtype) for _ in range(3))
+    if T:
+        with np.errstate(over="ignore"):   # exp overflow saturates the sigmoid to 0, as intended
+            _recurrence_forward(xw, h0, c0, Wh, gates, c, tanh_c, h)
+    hT, cT = (h[-1].copy(), c[-1].copy()) if T else (h0.copy(), c0.copy())
+    return h, (hT, cT), LSTMCache(gates, c, tanh_c, h, h0, c0, Wh)
+
+
+def lstm_recurrence_backward(dh, dhT, dcT, cache: LSTMCache, dWh):
+    """BPTT through :func:`lstm_recurrence_forward`.
+
+    ``dh`` (T, B, H) is the upstream gradient on every h_t and ``(dhT, dcT)`` (B, H) on the final
+    state; any of them may be ``None`` (zero). Adds dL/dWh **into** ``dWh`` (so truncated BPTT
+    and gradient accumulation are free) and returns ``(dxw, dh0, dc0)`` where ``dxw`` (T, B, 4H)
+    is the gradient on the pre-activations, i.e. on ``x @ Wx + b``.
+    Memory: allocates dxw (4*T*B*H floats) and two (B, H) state gradients.
+    """
+    where = "lstm_recurrence_backward"
+    T, B, H = cache.c.shape
+    dtype = cache.Wh.dtype
+    state_dims = [("B", B), ("H", H)]
+    dh = (np.zeros((T, B, H), dtype) if dh is None
+          else float_array(where, "dh", dh, [("T", T), ("B", B), ("H", H)], dtype))
+    dhT = np.zeros((B, H), dtype) if dhT is None else float_array(where, "dhT", dhT, state_dims, dtype)
+    dcT = np.zeros((B, H), dtype) if dcT is None else float_array(where, "dcT", dcT, state_dims, dtype)
+    dWh = gradient_buffer(where, "dWh", dWh, cache.Wh.shape, dtype)
+    dxw = np.empty((T, B, 4 * H), dtype=dtype)
+    if not T:
+        return dxw, dhT.copy(), dcT.copy()
+    dh0, dc0 = _recurrence_backward(dh, dhT, dcT, cache.gates, cache.c, cache.tanh_c, cache.h,
+                                    cache.h0, cache.c0, cache.Wh, dxw, dWh)
+    return dxw, dh0, dc0
+
+
+def lstm_forward(x, h0, c0, Wx, Wh, b):
+    """One LSTM layer over a whole sequence.
+
+    Shapes: x (T, B, D), h0 and c0 (B, H), Wx (D, 4H), Wh (H, 4H), b (4H,).
+    Returns ``h`` (T, B, H) — every hidden state —, the final state ``(hT, cT)`` and the cache
+    for :func:`lstm_backward`. Memory: the cache holds 7*T*B*H floats and references ``x``.
+    """
+    where = "lstm_forward"
+    x = float_array(where, "x", x, [("T", None), ("B", None), ("D", None)])
+    T, B, D = x.shape
+    Wh = float_array(where, "Wh", Wh, [("H", None), ("4H", None)], x.dtype)
+    H = Wh.shape[0]
+    Wx = float_array(where, "Wx", Wx, [("D", D), ("4H", 4 * H)], x.dtype)
+    b = float_array(where, "b", b, [("4H", 4 * H)], x.dtype)
+    xw = linear_forward(x.reshape(T * B, D), Wx, b).reshape(T, B, 4 * H)   # all steps at once
+    h, state, cache = lstm_recurrence_forward(xw, h0, c0, Wh)
+    return h, state, cache._replace(x=x, Wx=Wx)
+
+
+def lstm_backward(dh, dhT, dcT, cache: LSTMCache, dWx, dWh, db):
+    """Full BPTT through :func:`lstm_forward`.
+
+    Upstream gradients: ``dh`` (T, B, H) on every h_t, ``dhT``/``dcT`` (B, H) on the final state
+    (``None`` means zero). Adds into the caller's ``dWx``, ``dWh``, ``db`` and returns
+    ``(dx, dh0, dc0)``.
+    """
+    T, B, H = cache.c.shape
+    D = cache.x.shape[2]
+    dxw, dh0, dc0 = lstm_recurrence_backward(dh, dhT, dcT, cache, dWh)
+    # xw = x @ Wx + b  ->  dx = dxw @ Wx.T; dWx += x.T @ dxw; db += sum(dxw)
+    dx = linear_backward(dxw.reshape(T * B, 4 * H), cache.x.reshape(T * B, D), cache.Wx, dWx, db)
+    return dx.reshape(T, B, D), dh0, dc0
+
+
+def reorder_gates(w, src: str = GATE_ORDER, dst: str = "ifgo", axis: int = -1):
+    """Permute the four gate blocks along ``axis`` (size 4H) from order ``src`` to ``dst``.
+
+    ``reorder_gates(Wx)`` converts minilstm's [i, f, o, g] to PyTorch's [i, f, g, o];
+    ``reorder_gates(w, "ifgo", "ifog")`` goes back. Returns a new array.
+    """
+    w = np.asarray(w)
+    if sorted(src) != sorted("ifgo") or sorted(dst) != sorted("ifgo"):
+        raise ValueError(f"reorder_gates: src={src!r} and dst={dst!r} must be orders of 'ifgo'")
+    size = w.shape[axis]
+    if size % 4:
+        raise ValueError(f"reorder_gates: axis {axis} has size {size}, expected a multiple of 4")
+    blocks = np.split(w, 4, axis=axis)
+    return np.concatenate([blocks[src.index(gate)] for gate in dst], axis=axis)

@@ -1,0 +1,221 @@
+"""The LSTM layer: gradients, reference parity, state carry, accumulation and input checks."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import reference
+from gradcheck import assert_close, check_gradient, gradcheck
+from minilstm.core import (lstm_backward, lstm_forward, lstm_recurrence_backward,
+                           lstm_recurrence_forward, reorder_gates)
+
+
+def random_layer(rng, T, B, D, H, dtype=np.float64, scale=0.5):
+    """Random non-zero inputs, initial state, weights *and biases* (zero biases hide bugs)."""
+    normal = lambda *shape: (rng.normal(size=shape) * scale).astype(dtype)  # noqa: E731
+    return dict(x=normal(T, B, D), h0=normal(B, H), c0=normal(B, H),
+                Wx=normal(D, 4 * H), Wh=normal(H, 4 * H), b=normal(4 * H))
+
+
+def layer_gradients(p, dh, dhT, dcT):
+    h, (hT, cT), cache = lstm_forward(**p)
+    grads = {k: np.zeros_like(p[k]) for k in ("Wx", "Wh", "b")}
+    dx, dh0, dc0 = lstm_backward(dh, dhT, dcT, cache, grads["Wx"], grads["Wh"], grads["b"])
+    return dict(grads, x=dx, h0=dh0, c0=dc0)
+
+
+@pytest.mark.parametrize("T,B,D,H", [(3, 2, 3, 4), (5, 1, 2, 3), (4, 3, 1, 2)])
+def test_every_input_and_parameter_gradient(rng, T, B, D, H):
+    p = random_layer(rng, T, B, D, H)
+    U, UhT, UcT = rng.normal(size=(T, B, H)), rng.normal(size=(B, H)), rng.normal(size=(B, H))
+
+    def loss():
+        h, (hT, cT), _ = lstm_forward(**p)
+        return np.sum(h * U) + np.sum(hT * UhT) + np.sum(cT * UcT)
+
+    errors = gradcheck(loss, p, layer_gradients(p, U, UhT, UcT))
+    assert set(errors) == {"x", "h0", "c0", "Wx", "Wh", "b"}
+
+
+def test_two_stacked_layers_gradients(rng):
+    T, B, D, H1, H2 = 4, 2, 3, 3, 2
+    p1, p2 = random_layer(rng, T, B, D, H1), random_layer(rng, T, B, H1, H2)
+    del p2["x"]   # layer 2 reads layer 1's hidden states
+    U, UhT, UcT = rng.normal(size=(T, B, H2)), rng.normal(size=(B, H1)), rng.normal(size=(B, H2))
+
+    def forward():
+        h1, (hT1, _), c1 = lstm_forward(**p1)
+        h2, (_, cT2), c2 = lstm_forward(h1, **p2)
+        return h1, h2, hT1, cT2, c1, c2
+
+    def loss():
+        _, h2, hT1, cT2, _, _ = forward()
+        return np.sum(h2 * U) + np.sum(hT1 * UhT) + np.sum(cT2 * UcT)
+
+    _, _, _, _, cache1, cache2 = forward()
+    g2 = {k: np.zeros_like(v) for k, v in p2.items() if k in ("Wx", "Wh", "b")}
+    dh1, dh02, dc02 = lstm_backward(U, None, UcT, cache2, g2["Wx"], g2["Wh"], g2["b"])
+    g1 = {k: np.zeros_like(v) for k, v in p1.items() if k in ("Wx", "Wh", "b")}
+    dx, dh01, dc01 = lstm_backward(dh1, UhT, None, cache1, g1["Wx"], g1["Wh"], g1["b"])
+    tensors = {f"layer1.{k}": v for k, v in p1.items()} | {f"layer2.{k}": v for k, v in p2.items()}
+    analytic = ({f"layer1.{k}": v for k, v in dict(g1, x=dx, h0=dh01, c0=dc01).items()}
+                | {f"layer2.{k}": v for k, v in dict(g2, h0=dh02, c0=dc02).items()})
+    gradcheck(loss, tensors, analytic)
+
+
+def test_gradient_check_fails_on_a_wrong_gradient(rng):
+    """The check is able to fail: a 1e-4 error in one element of dWh must be reported."""
+    p = random_layer(rng, 3, 2, 2, 3)
+    U = rng.normal(size=(3, 2, 3))
+
+    def loss():
+        return np.sum(lstm_forward(**p)[0] * U)
+
+    analytic = layer_gradients(p, U, None, None)
+    analytic["Wh"][1, 2] += 1e-4
+    with pytest.raises(AssertionError, match=r"gradient of Wh is wrong.*at index \(1, 2\)"):
+        gradcheck(loss, p, analytic)
+    # and a classic bug, the gradient blocks of two gates swapped, is caught too
+    wrong = reorder_gates(layer_gradients(p, U, None, None)["Wh"], "ifog", "fiog")
+    with pytest.raises(AssertionError, match="gradient of Wh is wrong"):
+        gradcheck(loss, {"Wh": p["Wh"]}, {"Wh": wrong})
+
+
+@settings(max_examples=25, deadline=None)
+@given(T=st.integers(1, 9), B=st.integers(1, 9), D=st.integers(1, 9), H=st.integers(1, 9),
+       seed=st.integers(0, 2**32 - 1))
+def test_forward_matches_naive_reference(T, B, D, H, seed):
+    p = random_layer(np.random.default_rng(seed), T, B, D, H, scale=1.0)
+    h, (hT, cT), cache = lstm_forward(**p)
+    h_ref, c_ref = reference.lstm(**p)
+    # float64 end to end: only summation order differs, so errors are a few ulp of O(1) values
+    assert_close("h", h, h_ref, rtol=1e-12, atol=1e-13)
+    assert_close("c", cache.c, c_ref, rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(hT, h[-1])   # the final state is the last step, exactly
+    np.testing.assert_array_equal(cT, cache.c[-1])
+
+
+def test_float32_forward_close_to_float64_reference(rng):
+    p = random_layer(rng, 20, 4, 5, 16, scale=0.5)
+    p32 = {k: v.astype(np.float32) for k, v in p.items()}
+    h, _, _ = lstm_forward(**p32)
+    assert h.dtype == np.float32
+    h_ref, _ = reference.lstm(**p32)
+    # float32 has eps 6e-8; the fast float32 tanh adds at most 4e-7 per nonlinearity, and the
+    # recurrence carries errors across 20 steps; 2e-5 absolute on values in (-1, 1) leaves a
+    # 10x margin over the measured ~2e-6 while a real bug would be off by 1e-2 or more.
+    assert_close("h float32", h, h_ref, rtol=0, atol=2e-5)
+
+
+def test_state_carry_one_pass_equals_three_chunks(rng):
+    p = random_layer(rng, 12, 3, 4, 5)
+    U, UhT, UcT = rng.normal(size=(12, 3, 5)), rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+    h_full, (hT_full, cT_full), cache = lstm_forward(**p)
+    full = layer_gradients(p, U, UhT, UcT)
+
+    state, hs, caches = (p["h0"], p["c0"]), [], []
+    for k in range(3):
+        h, state, c = lstm_forward(p["x"][4 * k:4 * k + 4], *state, p["Wx"], p["Wh"], p["b"])
+        hs.append(h)
+        caches.append(c)
+    # row-wise results may be rounded differently when the products have other heights
+    tol = dict(rtol=1e-13, atol=1e-14)
+    assert_close("h (3 chunks vs 1 pass)", np.concatenate(hs), h_full, **tol)
+    assert_close("hT", state[0], hT_full, **tol)
+    assert_close("cT", state[1], cT_full, **tol)
+
+    # truncated BPTT chained through the chunks equals full BPTT; weight gradients accumulate
+    grads = {k: np.zeros_like(p[k]) for k in ("Wx", "Wh", "b")}
+    dhT, dcT, dxs = UhT, UcT, []
+    for k in reversed(range(3)):
+        dx, dhT, dcT = lstm_backward(U[4 * k:4 * k + 4], dhT, dcT, caches[k], grads["Wx"],
+                                     grads["Wh"], grads["b"])
+        dxs.insert(0, dx)
+    for name in ("Wx", "Wh", "b"):
+        assert_close(f"d{name} (chunked)", grads[name], full[name], **tol)
+    assert_close("dx (chunked)", np.concatenate(dxs), full["x"], **tol)
+    assert_close("dh0 (chunked)", dhT, full["h0"], **tol)
+    assert_close("dc0 (chunked)", dcT, full["c0"], **tol)
+
+
+def test_backward_adds_into_parameter_buffers(rng):
+    p = random_layer(rng, 3, 2, 2, 3)
+    U = rng.normal(size=(3, 2, 3))
+    once = layer_gradients(p, U, None, None)
+    _, _, cache = lstm_forward(**p)
+    grads = {k: np.full_like(p[k], 0.25) for k in ("Wx", "Wh", "b")}
+    lstm_backward(U, None, None, cache, grads["Wx"], grads["Wh"], grads["b"])
+    for name in grads:
+        assert_close(f"d{name} accumulated", grads[name], once[name] + 0.25, rtol=1e-14, atol=1e-15)
+
+
+def test_recurrence_api_matches_full_layer(rng):
+    p = random_layer(rng, 4, 2, 3, 2)
+    h, state, _ = lstm_forward(**p)
+    xw = np.einsum("tbd,dk->tbk", p["x"], p["Wx"]) + p["b"]
+    h2, state2, cache = lstm_recurrence_forward(xw, p["h0"], p["c0"], p["Wh"])
+    assert_close("h", h2, h, rtol=1e-13, atol=1e-14)
+    dWh = np.zeros_like(p["Wh"])
+    dxw, _, _ = lstm_recurrence_backward(np.ones_like(h), None, None, cache, dWh)
+    assert dxw.shape == xw.shape and np.abs(dxw).sum() > 0
+
+
+def test_zero_length_sequence_returns_initial_state(rng):
+    p = random_layer(rng, 0, 2, 3, 4)
+    h, (hT, cT), cache = lstm_forward(**p)
+    assert h.shape == (0, 2, 4)
+    np.testing.assert_array_equal(hT, p["h0"])
+    np.testing.assert_array_equal(cT, p["c0"])
+    grads = [np.zeros_like(p[k]) for k in ("Wx", "Wh", "b")]
+    dx, dh0, dc0 = lstm_backward(None, p["h0"], p["c0"], cache, *grads)
+    np.testing.assert_array_equal(dh0, p["h0"])
+    assert dx.shape == (0, 2, 3)
+
+
+def test_nan_input_reaches_the_output(rng):
+    for dtype in (np.float32, np.float64):
+        p = {k: v.astype(dtype) for k, v in random_layer(rng, 3, 2, 2, 3).items()}
+        p["x"][1, 0, 0] = np.nan
+        h, _, _ = lstm_forward(**p)
+        assert np.isnan(h[1:, 0]).any(), dtype
+        assert np.isfinite(h[0]).all() and np.isfinite(h[:, 1]).all()
+
+
+@pytest.mark.parametrize("name,shape,message", [
+    ("h0", (3, 5), r"lstm_recurrence_forward: h0 has shape \(3, 5\), expected \(B, H\) = \(2, 5\)"),
+    ("Wx", (4, 20), r"lstm_forward: Wx has shape \(4, 20\), expected \(D, 4H\) = \(3, 20\)"),
+    ("b", (5,), r"lstm_forward: b has shape \(5,\), expected \(4H,\) = \(20,\)"),
+    ("x", (4, 2), r"lstm_forward: x has shape \(4, 2\), expected \(T, B, D\)"),
+])
+def test_bad_shapes_name_argument_and_expectation(rng, name, shape, message):
+    p = random_layer(rng, 4, 2, 3, 5)
+    p[name] = np.zeros(shape)
+    with pytest.raises(ValueError, match=message):
+        lstm_forward(**p)
+
+
+def test_bad_dtypes_are_refused(rng):
+    p = random_layer(rng, 2, 2, 3, 4)
+    p["Wh"] = p["Wh"].astype(np.float32)
+    with pytest.raises(ValueError, match="lstm_forward: Wh has dtype float32, expected float64"):
+        lstm_forward(**p)
+    p = random_layer(rng, 2, 2, 3, 4)
+    p["x"] = p["x"].astype(np.int64)
+    with pytest.raises(ValueError, match="x has dtype int64, expected float32 or float64"):
+        lstm_forward(**p)
+    p = random_layer(rng, 2, 2, 3, 4)
+    _, _, cache = lstm_forward(**p)
+    with pytest.raises(ValueError, match="dWh must be a writeable C-contiguous array"):
+        lstm_backward(None, None, None, cache, np.zeros_like(p["Wx"]),
+                      np.zeros((16, 4)).T,
+                      np.zeros_like(p["b"]))
+
+
+def test_reorder_gates_to_pytorch_and_back(rng):
+    H = 3
+    w = np.concatenate([np.full((2, H), k) for k in range(4)], axis=1)   # blocks i=0 f=1 o=2 g=3
+    torch_order = reorder_gates(w)
+    assert [int(torch_order[0, k * H]) for k in range(4)] == [0, 1, 3, 2]   # i, f, g, o
+    np.testing.assert_array_equal(reorder_gates(torch_order, "ifgo", "ifog"), w)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        reorder_gates(np.zeros((2, 6)))
