@@ -48,6 +48,13 @@ def run_all_kernels(dtype, seed=0):
     dW, dbias = np.zeros_like(W), np.zeros_like(bias)
     out.update(linear=y, dlinear=core.linear_backward(r(T * B, V), x.reshape(-1, D), W, dW, dbias),
                dW=dW, dbias=dbias)
+    Wt = r(V, D)
+    out["linear_T"] = core.linear_forward(x.reshape(-1, D), Wt, transposed=True)
+    dWt = np.zeros_like(Wt)
+    out["dlinear_T"] = core.linear_backward(r(T * B, V), x.reshape(-1, D), Wt, dWt, transposed=True)
+    out["dWt"] = dWt
+    out["relu"] = core.relu_forward(y)
+    out["drelu"] = core.relu_backward(r(T * B, V), out["relu"])
     mask = core.dropout_mask(y.shape, 0.3, np.random.default_rng(seed), dtype)
     out["dropout"] = core.dropout_forward(y, 0.3, mask=mask)[0]
     gamma, beta = r(V), r(V)
@@ -88,13 +95,14 @@ def test_loop_variants_agree_with_array_versions(dtype):
     B, H = 3, 4
     xw, hw = (rng.normal(size=(B, 4 * H)).astype(dtype) * 3 for _ in range(2))
     c_prev = rng.normal(size=(B, H)).astype(dtype)
+    bias = rng.normal(size=4 * H).astype(dtype)
     results = {}
     for label, fn in (("array", lstm_cell.cell_forward.py),
                       ("loops", lstm_cell.cell_forward_loops),
                       ("compiled", lstm_cell.cell_forward.jitted)):
         with core.use_backend("numba" if label == "compiled" else "numpy"):
             bufs = [np.empty((B, 4 * H), dtype)] + [np.empty((B, H), dtype) for _ in range(3)]
-            fn(xw, hw, c_prev, *bufs)
+            fn(xw, hw, bias, c_prev, *bufs)
             results[label] = bufs
     for label in ("loops", "compiled"):
         for name, a, ref in zip(("gates", "c", "tanh_c", "h"), results[label], results["array"]):

@@ -7,7 +7,8 @@ from gradcheck import assert_close, gradcheck
 from minilstm.core import (IGNORE_INDEX, batch_norm_backward, batch_norm_forward,
                            cross_entropy_per_token, dropout_backward, dropout_forward, dropout_mask,
                            embedding_backward, embedding_forward, layer_norm_backward,
-                           layer_norm_forward, linear_backward, linear_forward,
+                           layer_norm_forward, linear_backward, linear_forward, relu_backward,
+                           relu_forward,
                            softmax_cross_entropy)
 
 
@@ -62,6 +63,25 @@ def test_linear_gradients(rng, with_bias):
         tensors["b"], analytic["b"] = b, db
     gradcheck(lambda: np.sum(linear_forward(x, W, b) * U), tensors, analytic)
     assert linear_backward(U, x, W, dW, db, need_dx=False) is None
+
+
+def test_linear_with_transposed_weight_gradients(rng):
+    """The tied output layer: W stored (K, D), y = x @ W.T."""
+    x, W, b, U = rng.normal(size=(5, 3)), rng.normal(size=(4, 3)), rng.normal(size=4), rng.normal(size=(5, 4))
+    assert_close("y", linear_forward(x, W, b, transposed=True), x @ W.T + b, rtol=1e-14, atol=1e-14)
+    dW, db = np.zeros_like(W), np.zeros_like(b)
+    dx = linear_backward(U, x, W, dW, db, transposed=True)
+    gradcheck(lambda: np.sum(linear_forward(x, W, b, transposed=True) * U),
+              {"x": x, "W": W, "b": b}, {"x": dx, "W": dW, "b": db})
+
+
+def test_relu_gradient(rng):
+    x = rng.normal(size=(4, 5))
+    x[np.abs(x) < 0.01] = 0.5        # keep finite differences away from the kink at 0
+    U = rng.normal(size=x.shape)
+    y = relu_forward(x)
+    assert np.all(y == np.maximum(x, 0))
+    gradcheck(lambda: np.sum(relu_forward(x) * U), {"x": x}, {"x": relu_backward(U, y)})
 
 
 def test_linear_shape_errors(rng):

@@ -152,12 +152,16 @@ def test_backward_adds_into_parameter_buffers(rng):
 def test_recurrence_api_matches_full_layer(rng):
     p = random_layer(rng, 4, 2, 3, 2)
     h, state, _ = lstm_forward(**p)
-    xw = np.einsum("tbd,dk->tbk", p["x"], p["Wx"]) + p["b"]
-    h2, state2, cache = lstm_recurrence_forward(xw, p["h0"], p["c0"], p["Wh"])
+    xw = np.einsum("tbd,dk->tbk", p["x"], p["Wx"])
+    h2, state2, cache = lstm_recurrence_forward(xw, p["h0"], p["c0"], p["Wh"], p["b"])
     assert_close("h", h2, h, rtol=1e-13, atol=1e-14)
-    dWh = np.zeros_like(p["Wh"])
-    dxw, _, _ = lstm_recurrence_backward(np.ones_like(h), None, None, cache, dWh)
-    assert dxw.shape == xw.shape and np.abs(dxw).sum() > 0
+    U = np.random.default_rng(1).normal(size=h.shape)
+    dWh, db = np.zeros_like(p["Wh"]), np.zeros_like(p["b"])
+    dxw, _, _ = lstm_recurrence_backward(U, None, None, cache, dWh, db)
+    full = layer_gradients(p, U, None, None)
+    assert_close("dWh", dWh, full["Wh"], rtol=1e-13, atol=1e-14)
+    assert_close("db", db, full["b"], rtol=1e-13, atol=1e-14)
+    assert_close("dx from dxw", np.einsum("tbk,dk->tbd", dxw, p["Wx"]), full["x"], rtol=1e-12, atol=1e-13)
 
 
 def test_zero_length_sequence_returns_initial_state(rng):
@@ -184,7 +188,7 @@ def test_nan_input_reaches_the_output(rng):
 @pytest.mark.parametrize("name,shape,message", [
     ("h0", (3, 5), r"lstm_recurrence_forward: h0 has shape \(3, 5\), expected \(B, H\) = \(2, 5\)"),
     ("Wx", (4, 20), r"lstm_forward: Wx has shape \(4, 20\), expected \(D, 4H\) = \(3, 20\)"),
-    ("b", (5,), r"lstm_forward: b has shape \(5,\), expected \(4H,\) = \(20,\)"),
+    ("b", (5,), r"lstm_recurrence_forward: b has shape \(5,\), expected \(4H,\) = \(20,\)"),
     ("x", (4, 2), r"lstm_forward: x has shape \(4, 2\), expected \(T, B, D\)"),
 ])
 def test_bad_shapes_name_argument_and_expectation(rng, name, shape, message):

@@ -6,6 +6,7 @@ once in NumPy that runs either interpreted (backend "numpy") or compiled by Numb
 owns and return input gradients.
 """
 from ._jit import backend, backend_info, numba_available, set_backend, use_backend
+from .activation import relu_backward, relu_forward
 from .dropout import dropout_backward, dropout_forward, dropout_mask
 from .embedding import embedding_backward, embedding_forward
 from .linear import linear_backward, linear_forward
@@ -18,6 +19,7 @@ from .optim import (adam_update, clip_grad_norm, clip_grad_value, grad_norm, rms
 
 __all__ = [
     "backend", "backend_info", "numba_available", "set_backend", "use_backend",
+    "relu_backward", "relu_forward",
     "dropout_backward", "dropout_forward", "dropout_mask",
     "embedding_backward", "embedding_forward",
     "linear_backward", "linear_forward",

@@ -3,10 +3,12 @@
 Equations:
     y = x @ W + b
     dx = dy @ W.T          dW += x.T @ dy          db += sum_n dy[n]
+With ``transposed=True`` the weight is stored as its transpose, W (K, D), and y = x @ W.T
+(dW += dy.T @ x): that is how a tied output layer reuses the (V, E) embedding table.
 
-Shapes: x (N, D), W (D, K), b (K,) or None, y (N, K). N is any number of rows: the LSTM uses
-this for its input projection with N = T*B rows (one product for all time steps), the model for
-the output layer (K = V) and the optional dense head.
+Shapes: x (N, D), W (D, K) (or (K, D) transposed), b (K,) or None, y (N, K). N is any number of
+rows: the LSTM uses this for its input projection with N = T*B rows (one product for all time
+steps), the model for the output layer (K = V) and the optional dense head.
 
 Notes: backward **adds** into the caller's dW and db (accumulation and weight sharing are free)
 and **returns** dx (or None when ``need_dx=False``, which saves a product when x is data).
@@ -21,46 +23,58 @@ from ._jit import kernel
 
 
 @kernel
-def _linear_forward(x, W, b, y):
-    np.dot(x, W, y)
+def _linear_forward(x, W, b, transposed, y):
+    if transposed:
+        np.dot(x, W.T, y)
+    else:
+        np.dot(x, W, y)
     if b is not None:
         y += b
 
 
 @kernel
-def _linear_backward_params(dy, x, dW, db):
-    dW += np.dot(x.T, dy)
+def _linear_backward_params(dy, x, transposed, dW, db):
+    if transposed:
+        dW += np.dot(dy.T, x)
+    else:
+        dW += np.dot(x.T, dy)
     if db is not None:
         db += dy.sum(axis=0)
 
 
 @kernel
-def _linear_backward_input(dy, W):
+def _linear_backward_input(dy, W, transposed):
+    if transposed:
+        return np.dot(dy, W)
     return np.dot(dy, W.T)
 
 
-def linear_forward(x, W, b=None):
-    """y = x @ W + b for x (N, D), W (D, K), b (K,) or None. Returns y (N, K)."""
+def _check_weight(where, W, transposed):
+    W = float_array(where, "W", W, [("K", None), ("D", None)] if transposed else [("D", None), ("K", None)])
+    D, K = W.shape[::-1] if transposed else W.shape
+    return W, D, K
+
+
+def linear_forward(x, W, b=None, transposed=False):
+    """y = x @ W + b (or x @ W.T + b when ``transposed``). Returns y (N, K)."""
     where = "linear_forward"
-    W = float_array(where, "W", W, [("D", None), ("K", None)])
-    D, K = W.shape
+    W, D, K = _check_weight(where, W, transposed)
     x = float_array(where, "x", x, [("N", None), ("D", D)], W.dtype)
     if b is not None:
         b = float_array(where, "b", b, [("K", K)], W.dtype)
     y = np.empty((x.shape[0], K), dtype=W.dtype)
-    _linear_forward(x, W, b, y)
+    _linear_forward(x, W, b, bool(transposed), y)
     return y
 
 
-def linear_backward(dy, x, W, dW, db=None, need_dx=True):
+def linear_backward(dy, x, W, dW, db=None, need_dx=True, transposed=False):
     """Backward of :func:`linear_forward`: adds into ``dW`` (and ``db``), returns dx or None."""
     where = "linear_backward"
-    W = float_array(where, "W", W, [("D", None), ("K", None)])
-    D, K = W.shape
+    W, D, K = _check_weight(where, W, transposed)
     x = float_array(where, "x", x, [("N", None), ("D", D)], W.dtype)
     dy = float_array(where, "dy", dy, [("N", x.shape[0]), ("K", K)], W.dtype)
     dW = gradient_buffer(where, "dW", dW, W.shape, W.dtype)
     if db is not None:
         db = gradient_buffer(where, "db", db, (K,), W.dtype)
-    _linear_backward_params(dy, x, dW, db)
-    return _linear_backward_input(dy, W) if need_dx else None
+    _linear_backward_params(dy, x, bool(transposed), dW, db)
+    return _linear_backward_input(dy, W, bool(transposed)) if need_dx else None

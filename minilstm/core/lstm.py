@@ -17,9 +17,9 @@ Shapes: T time steps, B batch, D input width, H hidden units. Everything is time
 ``x[t]`` is a contiguous (B, D) block. Wx (D, 4H), Wh (H, 4H), b (4H,).
 
 How the work is laid out (what makes it fast):
-- the input projection ``x @ Wx + b`` for all T steps is one matrix product (``linear_forward``);
+- the input projection ``x @ Wx`` for all T steps is one matrix product (``linear_forward``);
 - the recurrence is one (B, H) @ (H, 4H) product per step, into a buffer allocated once;
-- gate nonlinearities, cell update and ``tanh(c)`` are one fused elementwise pass per step;
+- bias, gate nonlinearities, cell update and ``tanh(c)`` are one fused elementwise pass per step;
 - in the backward pass the weight gradients are single products over all T*B rows, done after
   the time loop; nothing is allocated inside either time loop.
 
@@ -49,6 +49,7 @@ class LSTMCache(NamedTuple):
     h0: np.ndarray      # (B, H)
     c0: np.ndarray      # (B, H)
     Wh: np.ndarray      # (H, 4H)
+    b: np.ndarray       # (4H,)
     x: np.ndarray | None = None   # (T, B, D) input, for lstm_backward's input projection
     Wx: np.ndarray | None = None  # (D, 4H)
 
@@ -56,20 +57,20 @@ class LSTMCache(NamedTuple):
 # ----------------------------------------------------------------------------- drivers
 
 @kernel
-def _recurrence_forward(xw, h0, c0, Wh, gates, c, tanh_c, h):
+def _recurrence_forward(xw, h0, c0, Wh, b, gates, c, tanh_c, h):
     """Time loop of the forward pass. Fills gates, c, tanh_c, h (all preallocated)."""
     T = xw.shape[0]
     hw = np.empty_like(gates[0])   # (B, 4H) holds h_{t-1} @ Wh; allocated once, reused each step
     for t in range(T):
         h_prev = h0 if t == 0 else h[t - 1]
         c_prev = c0 if t == 0 else c[t - 1]
-        np.dot(h_prev, Wh, hw)                                    # a_t = xw_t + h_{t-1} @ Wh
-        cell_forward(xw[t], hw, c_prev, gates[t], c[t], tanh_c[t], h[t])
+        np.dot(h_prev, Wh, hw)                            # a_t = xw_t + h_{t-1} @ Wh + b
+        cell_forward(xw[t], hw, b, c_prev, gates[t], c[t], tanh_c[t], h[t])
 
 
 @kernel
-def _recurrence_backward(dh, dhT, dcT, gates, c, tanh_c, h, h0, c0, Wh, dgates, dWh):
-    """Time loop of BPTT. Fills dgates (T, B, 4H) = dL/da_t; adds dL/dWh into dWh.
+def _recurrence_backward(dh, dhT, dcT, gates, c, tanh_c, h, h0, c0, Wh, dgates, dWh, db):
+    """Time loop of BPTT. Fills dgates (T, B, 4H) = dL/da_t; adds dL/dWh, dL/db into dWh, db.
 
     Returns (dh0, dc0). ``dh`` is the upstream gradient on every h_t, (dhT, dcT) on the final
     state; the gradient reaching h_{t-1} through the recurrence is dgates_t @ Wh.T.
@@ -85,16 +86,17 @@ def _recurrence_backward(dh, dhT, dcT, gates, c, tanh_c, h, h0, c0, Wh, dgates, 
     dWh += np.dot(h0.T, dgates[0])
     if T > 1:
         dWh += np.dot(h[:T - 1].reshape((T - 1) * B, H).T, dgates[1:].reshape((T - 1) * B, 4 * H))
+    db += dgates.reshape(T * B, 4 * H).sum(axis=0)    # a_t = ... + b  ->  db += sum_t,n da_t
     return dh_next, dc_next
 
 
 # ----------------------------------------------------------------------------- public API
 
-def lstm_recurrence_forward(xw, h0, c0, Wh):
-    """The LSTM recurrence given the input projection ``xw = x @ Wx + b`` (T, B, 4H).
+def lstm_recurrence_forward(xw, h0, c0, Wh, b):
+    """The LSTM recurrence given the input projection ``xw = x @ Wx`` (T, B, 4H) and bias b.
 
-    Lets a caller supply the projection some cheaper way, e.g. an embedding lookup followed by
-    Wx is a lookup in the table ``E @ Wx + b`` (see ``minilstm.model``).
+    Lets a caller supply the projection some cheaper way: an embedding lookup followed by Wx
+    is a lookup in the table ``E @ Wx``, and one-hot inputs select rows of Wx (``minilstm.model``).
     Returns ``h`` (T, B, H), ``(hT, cT)`` and an :class:`LSTMCache`.
     """
     where = "lstm_recurrence_forward"
@@ -106,22 +108,23 @@ def lstm_recurrence_forward(xw, h0, c0, Wh):
     T, B, _ = xw.shape
     h0 = float_array(where, "h0", h0, [("B", B), ("H", H)], Wh.dtype)
     c0 = float_array(where, "c0", c0, [("B", B), ("H", H)], Wh.dtype)
+    b = float_array(where, "b", b, [("4H", 4 * H)], Wh.dtype)
     gates = np.empty((T, B, 4 * H), dtype=Wh.dtype)
     c, tanh_c, h = (np.empty((T, B, H), dtype=Wh.dtype) for _ in range(3))
     if T:
         with np.errstate(over="ignore"):   # exp overflow saturates the sigmoid to 0, as intended
-            _recurrence_forward(xw, h0, c0, Wh, gates, c, tanh_c, h)
+            _recurrence_forward(xw, h0, c0, Wh, b, gates, c, tanh_c, h)
     hT, cT = (h[-1].copy(), c[-1].copy()) if T else (h0.copy(), c0.copy())
-    return h, (hT, cT), LSTMCache(gates, c, tanh_c, h, h0, c0, Wh)
+    return h, (hT, cT), LSTMCache(gates, c, tanh_c, h, h0, c0, Wh, b)
 
 
-def lstm_recurrence_backward(dh, dhT, dcT, cache: LSTMCache, dWh):
+def lstm_recurrence_backward(dh, dhT, dcT, cache: LSTMCache, dWh, db):
     """BPTT through :func:`lstm_recurrence_forward`.
 
     ``dh`` (T, B, H) is the upstream gradient on every h_t and ``(dhT, dcT)`` (B, H) on the final
-    state; any of them may be ``None`` (zero). Adds dL/dWh **into** ``dWh`` (so truncated BPTT
-    and gradient accumulation are free) and returns ``(dxw, dh0, dc0)`` where ``dxw`` (T, B, 4H)
-    is the gradient on the pre-activations, i.e. on ``x @ Wx + b``.
+    state; any of them may be ``None`` (zero). Adds dL/dWh and dL/db **into** ``dWh``, ``db`` (so
+    truncated BPTT and gradient accumulation are free) and returns ``(dxw, dh0, dc0)`` where
+    ``dxw`` (T, B, 4H) is the gradient on the pre-activations, i.e. on ``x @ Wx``.
     Memory: allocates dxw (4*T*B*H floats) and two (B, H) state gradients.
     """
     where = "lstm_recurrence_backward"
@@ -133,11 +136,12 @@ def lstm_recurrence_backward(dh, dhT, dcT, cache: LSTMCache, dWh):
     dhT = np.zeros((B, H), dtype) if dhT is None else float_array(where, "dhT", dhT, state_dims, dtype)
     dcT = np.zeros((B, H), dtype) if dcT is None else float_array(where, "dcT", dcT, state_dims, dtype)
     dWh = gradient_buffer(where, "dWh", dWh, cache.Wh.shape, dtype)
+    db = gradient_buffer(where, "db", db, cache.b.shape, dtype)
     dxw = np.empty((T, B, 4 * H), dtype=dtype)
     if not T:
         return dxw, dhT.copy(), dcT.copy()
     dh0, dc0 = _recurrence_backward(dh, dhT, dcT, cache.gates, cache.c, cache.tanh_c, cache.h,
-                                    cache.h0, cache.c0, cache.Wh, dxw, dWh)
+                                    cache.h0, cache.c0, cache.Wh, dxw, dWh, db)
     return dxw, dh0, dc0
 
 
@@ -154,9 +158,8 @@ def lstm_forward(x, h0, c0, Wx, Wh, b):
     Wh = float_array(where, "Wh", Wh, [("H", None), ("4H", None)], x.dtype)
     H = Wh.shape[0]
     Wx = float_array(where, "Wx", Wx, [("D", D), ("4H", 4 * H)], x.dtype)
-    b = float_array(where, "b", b, [("4H", 4 * H)], x.dtype)
-    xw = linear_forward(x.reshape(T * B, D), Wx, b).reshape(T, B, 4 * H)   # all steps at once
-    h, state, cache = lstm_recurrence_forward(xw, h0, c0, Wh)
+    xw = linear_forward(x.reshape(T * B, D), Wx).reshape(T, B, 4 * H)   # all steps at once
+    h, state, cache = lstm_recurrence_forward(xw, h0, c0, Wh, b)
     return h, state, cache._replace(x=x, Wx=Wx)
 
 
@@ -169,9 +172,9 @@ def lstm_backward(dh, dhT, dcT, cache: LSTMCache, dWx, dWh, db):
     """
     T, B, H = cache.c.shape
     D = cache.x.shape[2]
-    dxw, dh0, dc0 = lstm_recurrence_backward(dh, dhT, dcT, cache, dWh)
-    # xw = x @ Wx + b  ->  dx = dxw @ Wx.T; dWx += x.T @ dxw; db += sum(dxw)
-    dx = linear_backward(dxw.reshape(T * B, 4 * H), cache.x.reshape(T * B, D), cache.Wx, dWx, db)
+    dxw, dh0, dc0 = lstm_recurrence_backward(dh, dhT, dcT, cache, dWh, db)
+    # xw = x @ Wx  ->  dx = dxw @ Wx.T; dWx += x.T @ dxw  (one product each over all T*B rows)
+    dx = linear_backward(dxw.reshape(T * B, 4 * H), cache.x.reshape(T * B, D), cache.Wx, dWx)
     return dx.reshape(T, B, D), dh0, dc0
 
 

@@ -66,14 +66,15 @@ def sigmoid_scalar(a, fast):
 
 
 @kernel
-def cell_forward(xw_t, hw_t, c_prev, gates_t, c_t, tanh_c_t, h_t):
+def cell_forward(xw_t, hw_t, b, c_prev, gates_t, c_t, tanh_c_t, h_t):
     """Forward elementwise pass of one step.
 
-    In: xw_t = x_t @ Wx + b and hw_t = h_{t-1} @ Wh, both (B, 4H); c_prev (B, H).
+    In: xw_t = x_t @ Wx and hw_t = h_{t-1} @ Wh, both (B, 4H); bias b (4H,); c_prev (B, H).
     Out (written in place): gates_t (B, 4H) post-activation [i, f, o, g]; c_t, tanh_c_t, h_t (B, H).
     """
     H = c_prev.shape[1]
     np.add(xw_t, hw_t, gates_t)                      # a_t = x_t @ Wx + h_{t-1} @ Wh + b
+    np.add(gates_t, b, gates_t)
     s = gates_t[:, :3 * H]                           # i, f, o = sigma(a): 1 / (1 + exp(-a))
     np.negative(s, s)
     np.exp(s, s)
@@ -89,18 +90,18 @@ def cell_forward(xw_t, hw_t, c_prev, gates_t, c_t, tanh_c_t, h_t):
 
 
 @cell_forward.numba_variant
-def cell_forward_loops(xw_t, hw_t, c_prev, gates_t, c_t, tanh_c_t, h_t):
+def cell_forward_loops(xw_t, hw_t, b, c_prev, gates_t, c_t, tanh_c_t, h_t):
     B, H = c_prev.shape
     fast = gates_t.itemsize == 4   # float32: vectorisable rational tanh; float64: exact via exp
-    for b in range(B):
+    for n in range(B):
         for k in range(3 * H):
-            gates_t[b, k] = sigmoid_scalar(xw_t[b, k] + hw_t[b, k], fast)
+            gates_t[n, k] = sigmoid_scalar(xw_t[n, k] + hw_t[n, k] + b[k], fast)
         for k in range(3 * H, 4 * H):
-            gates_t[b, k] = tanh_scalar(xw_t[b, k] + hw_t[b, k], fast)
+            gates_t[n, k] = tanh_scalar(xw_t[n, k] + hw_t[n, k] + b[k], fast)
         for j in range(H):
-            c_t[b, j] = gates_t[b, H + j] * c_prev[b, j] + gates_t[b, j] * gates_t[b, 3 * H + j]
-            tanh_c_t[b, j] = tanh_scalar(c_t[b, j], fast)
-            h_t[b, j] = gates_t[b, 2 * H + j] * tanh_c_t[b, j]
+            c_t[n, j] = gates_t[n, H + j] * c_prev[n, j] + gates_t[n, j] * gates_t[n, 3 * H + j]
+            tanh_c_t[n, j] = tanh_scalar(c_t[n, j], fast)
+            h_t[n, j] = gates_t[n, 2 * H + j] * tanh_c_t[n, j]
 
 
 @kernel
@@ -129,17 +130,17 @@ def cell_backward(dh_t, dh_next, dc_next, gates_t, c_prev, tanh_c_t, dgates_t):
 @cell_backward.numba_variant
 def cell_backward_loops(dh_t, dh_next, dc_next, gates_t, c_prev, tanh_c_t, dgates_t):
     B, H = c_prev.shape
-    for b in range(B):
+    for n in range(B):
         for j in range(H):
-            i = gates_t[b, j]
-            f = gates_t[b, H + j]
-            o = gates_t[b, 2 * H + j]
-            g = gates_t[b, 3 * H + j]
-            tc = tanh_c_t[b, j]
-            dh = dh_t[b, j] + dh_next[b, j]
-            dc = dc_next[b, j] + dh * o * (1.0 - tc * tc)
-            dgates_t[b, j] = dc * g * i * (1.0 - i)
-            dgates_t[b, H + j] = dc * c_prev[b, j] * f * (1.0 - f)
-            dgates_t[b, 2 * H + j] = dh * tc * o * (1.0 - o)
-            dgates_t[b, 3 * H + j] = dc * i * (1.0 - g * g)
-            dc_next[b, j] = dc * f
+            i = gates_t[n, j]
+            f = gates_t[n, H + j]
+            o = gates_t[n, 2 * H + j]
+            g = gates_t[n, 3 * H + j]
+            tc = tanh_c_t[n, j]
+            dh = dh_t[n, j] + dh_next[n, j]
+            dc = dc_next[n, j] + dh * o * (1.0 - tc * tc)
+            dgates_t[n, j] = dc * g * i * (1.0 - i)
+            dgates_t[n, H + j] = dc * c_prev[n, j] * f * (1.0 - f)
+            dgates_t[n, 2 * H + j] = dh * tc * o * (1.0 - o)
+            dgates_t[n, 3 * H + j] = dc * i * (1.0 - g * g)
+            dc_next[n, j] = dc * f
