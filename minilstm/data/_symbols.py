@@ -102,14 +102,8 @@ def rechunk(text, size: int, cut):
     """
     if isinstance(text, (bytes, bytearray)):
         raise TypeError("text must be str, got bytes: decode it first (e.g. with minilstm.data.read_text)")
-    if isinstance(text, str):
-        pieces = (text[i:i + size] for i in range(0, len(text), size))
-    else:
-        pieces = text
     carry = ""
-    for piece in pieces:
-        if not isinstance(piece, str):
-            raise TypeError(f"text must be a str or an iterable of str, got a piece of type {type(piece).__name__}")
+    for piece in _slices([text] if isinstance(text, str) else text, size):
         buffer = carry + piece if carry else piece
         end = len(buffer) if cut is None else cut(buffer)
         if end <= 0 and len(buffer) > MAX_CARRY_CHUNKS * size:
@@ -119,6 +113,17 @@ def rechunk(text, size: int, cut):
         carry = buffer[end:] if end > 0 else buffer
     if carry:
         yield carry
+
+
+def _slices(pieces, size: int):
+    """The pieces cut to at most ``size`` characters each (so chunk temporaries stay bounded)."""
+    for piece in pieces:
+        if not isinstance(piece, str):
+            raise TypeError(f"text must be a str or an iterable of str, got a piece of type {type(piece).__name__}")
+        if len(piece) <= size:
+            yield piece
+        else:
+            yield from (piece[i:i + size] for i in range(0, len(piece), size))
 
 
 def word_cut(buffer: str) -> int:

@@ -61,13 +61,15 @@ def read_text(path, encoding: str = "utf-8") -> str:
         raise CorpusDecodeError(path, encoding, exc.start, exc.reason, data[exc.start:exc.end]) from None
 
 
-def iter_text(path, encoding: str = "utf-8", read_bytes: int = READ_BYTES):
-    """Yield the text of ``path`` in decoded pieces of about ``read_bytes`` bytes each.
+def iter_text(path, encoding: str = "utf-8", read_bytes: int | None = None):
+    """Yield the text of ``path`` in decoded pieces of about ``read_bytes`` (default
+    :data:`READ_BYTES`) bytes each.
 
     An incremental decoder carries a multi-byte character split across two reads over to the
     next piece; a decoding failure reports the absolute byte offset.
     """
     path = check_text_file(path, encoding)
+    read_bytes = read_bytes or READ_BYTES
     decoder = codecs.getincrementaldecoder(encoding)()
     consumed = 0
     with open(path, "rb") as handle:

@@ -28,7 +28,7 @@ TANG_PAD, TANG_START, TANG_END = "</s>", "<START>", "<EOP>"
 TANG_SPECIALS = {"pad": TANG_PAD, "start": TANG_START, "end": TANG_END}
 TANG_LENGTH = 125
 LONG_POEMS = ("drop", "truncate")
-_SENTENCE_END = "。！？；!?;"
+_LINE_END = "，。！？；,.!?;"   # what ends a line of a poem
 # Editorial notes in the chinese-poetry texts, e.g. "（一作...）" (a variant reading).
 _ANNOTATION = re.compile(r"（[^（）]*）|\([^()]*\)|［[^［］]*］|\[[^\[\]]*\]|｛[^｛｝]*｝|\{[^{}]*\}")
 
@@ -165,10 +165,10 @@ def write_tang(path, corpus: PoemCorpus) -> Path:
 
 
 def _truncate(body: str, limit: int) -> str:
-    """The longest prefix of ``body`` within ``limit`` characters that ends a sentence, or the
-    first ``limit`` characters if no sentence ends within them."""
+    """The longest prefix of ``body`` within ``limit`` characters that ends a line, or the
+    first ``limit`` characters if no line ends within them."""
     cut = body[:limit]
-    end = max(cut.rfind(mark) for mark in _SENTENCE_END)
+    end = max(cut.rfind(mark) for mark in _LINE_END)
     return cut[:end + 1] if end >= 0 else cut
 
 
@@ -177,8 +177,8 @@ def poems_from_texts(texts: Iterable[str], *, length: int = TANG_LENGTH, long: s
     """Lay poems out as tang rows of ``length`` ids.
 
     A poem needs ``len(poem) + 2`` ids (``<START>``, ``<EOP>``). Longer ones are dropped
-    (``long="drop"``) or truncated (``long="truncate"``: cut after the last sentence end —
-    ``。！？；`` — that fits, else at the limit, and given their ``<EOP>``). Empty poems are skipped.
+    (``long="drop"``) or truncated (``long="truncate"``: cut after the last complete line —
+    ending in ``，。！？；`` — that fits, else at the limit, and given their ``<EOP>``). Empty poems are skipped.
     Without ``vocab`` one is built: the three specials first, then the characters by code point.
     """
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 3:
