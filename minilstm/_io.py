@@ -45,6 +45,8 @@ def atomic_write(path, mode: str = "wb", encoding: str | None = None):
                                     dir=directory)
     tmp = Path(tmp_name)
     try:
+        # mkstemp creates the file private (0600); give it the mode a plain open() would
+        os.chmod(tmp, 0o666 & ~_current_umask())
         if mode == "w":
             handle = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline="")
         else:
@@ -59,6 +61,12 @@ def atomic_write(path, mode: str = "wb", encoding: str | None = None):
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)     # the only portable way to read it is to set it and put it back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:

@@ -31,6 +31,14 @@ def shared_file():
     return find
 
 
+def import_torch_or_skip():
+    """torch, or a skip when it is absent; with MINILSTM_REQUIRE_TORCH=1 (CI) absence fails."""
+    if os.environ.get("MINILSTM_REQUIRE_TORCH") == "1":
+        import torch  # noqa: F401  (an ImportError here fails the run, as intended)
+        return torch
+    return pytest.importorskip("torch")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
