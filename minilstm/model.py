@@ -140,6 +140,7 @@ class LanguageModel:
         self.training = True
         self.dropout_rng = np.random.default_rng([config.seed, 1])   # explicit, saved on resume
         self._tape = None
+        self.tokens_in_loss = 0     # targets counted by the last forward's loss
         if init:
             self.initialize(np.random.default_rng(config.seed))
 
@@ -254,6 +255,7 @@ class LanguageModel:
                 raise ValueError(f"{where}: targets has shape {targets.shape}, expected (B, T) = ({B}, {T})")
             loss, tape.dlogits, tape.count = core.softmax_cross_entropy(
                 logits, np.ascontiguousarray(targets.T).reshape(-1), ignore_index, need_grad=train)
+        self.tokens_in_loss = tape.count if targets is not None else 0
         self._tape = tape
         return logits.reshape(T, B, -1).transpose(1, 0, 2), loss, new_state
 

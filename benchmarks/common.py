@@ -1,0 +1,130 @@
+"""Shared benchmark plumbing: thread settings, timing, the PyTorch reference models, tables.
+
+Import this module *before* numpy (it sets the BLAS thread count from ``--threads`` or
+``MINILSTM_BENCH_THREADS``, default 2, which only takes effect before the libraries load).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def set_threads(n: int) -> None:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(var, str(n))
+
+
+THREADS = int(os.environ.get("MINILSTM_BENCH_THREADS", "2"))
+set_threads(THREADS)
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def load_torch():
+    """torch with ``THREADS`` intra-op threads, or None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(THREADS)
+    return torch
+
+
+# How long idle BLAS/OpenMP worker threads keep spinning after a call. Three thread pools live
+# in one process here (numpy's OpenBLAS, scipy's for Numba, PyTorch's); a contender started while
+# another pool still spins loses cores to it. A pause between contenders lets them go to sleep.
+SETTLE_SECONDS = 0.3
+
+
+def timed(fn, repeats: int) -> list:
+    """Wall-clock seconds of ``repeats`` calls of fn()."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def alternate(contenders: dict, passes: int, repeats: int) -> dict:
+    """Run the contenders A B C A B C ... (``passes`` rounds of ``repeats`` calls each, with a
+    settling pause between contenders) so slow drifts of a shared machine hit all of them alike.
+    Returns {name: [seconds, ...]}; take the median."""
+    results = {name: [] for name in contenders}
+    for _ in range(passes):
+        for name, fn in contenders.items():
+            time.sleep(SETTLE_SECONDS)
+            results[name].extend(timed(fn, repeats))
+    return results
+
+
+def median(values) -> float:
+    return statistics.median(values)
+
+
+def machine_summary() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numpy
+    parts = [f"{cpu}, {os.cpu_count()} logical CPUs, {THREADS} threads", f"Python {platform.python_version()}",
+             f"numpy {numpy.__version__}"]
+    try:
+        import numba
+        parts.append(f"numba {numba.__version__}")
+    except ImportError:
+        parts.append("numba absent")
+    torch = load_torch()
+    parts.append(f"torch {torch.__version__}" if torch else "torch absent")
+    return "; ".join(parts)
+
+
+def markdown_table(headers, rows) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def char_lm_flops(B, T, V, E, hidden_sizes) -> int:
+    """Floating-point operations (2 per multiply-add) of the matrix products of one training
+    step of the char LM, counted the usual way (as PyTorch performs them):
+    each LSTM layer does 2*T*B*(D + H)*4H forward and twice that backward (input and weight
+    gradients), the output layer 2*T*B*H*V forward and twice that backward. Elementwise work
+    and the Adam update are not counted. minilstm skips the first layer's input products
+    (it looks rows up in E @ Wx), so its GFLOP/s figure is 'effective': this count / time."""
+    total, D = 0, E
+    for H in hidden_sizes:
+        total += 3 * 2 * T * B * (D + H) * 4 * H
+        D = H
+    return total + 3 * 2 * T * B * D * V
+
+
+def build_torch_char_lm(torch, V, E, H, L, seed=0):
+    """embedding -> nn.LSTM(E, H, L) -> linear, the PyTorch side of every comparison
+    (one nn.LSTM with num_layers=L: the form PyTorch's fused CPU kernels are built for)."""
+    torch.manual_seed(seed)
+
+    class CharLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(V, E)
+            self.lstm = torch.nn.LSTM(E, H, num_layers=L)
+            self.out = torch.nn.Linear(H, V)
+
+        def forward(self, ids, state=None):        # ids (T, B), time-major like nn.LSTM
+            h, state = self.lstm(self.embed(ids), state)
+            return self.out(h), state
+
+    return CharLM()
