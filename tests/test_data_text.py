@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -175,6 +176,20 @@ def test_word_preprocessing_options():
     assert lower.options == {"lowercase": True, "strip_punctuation": True, "keep_newlines": False}
     with pytest.raises(TypeError, match="lowercase must be True or False"):
         WordVocab(["a"], lowercase="yes")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.one_of(st.characters(), st.sampled_from(" \n\r\t,.'’_!\u2028\x1c\x85")), max_size=60),
+       st.booleans(), st.booleans(), st.booleans())
+def test_word_tokenizer_matches_its_regular_expression_definition(text, lowercase, strip, newlines):
+    # The documented rule as one regular expression, applied to the whole text.
+    if lowercase:
+        text = text.lower()
+    if newlines:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    pattern = r"\w+(?:['’]\w+)*" + ("" if strip else r"|[^\w\s]") + (r"|\n" if newlines else "")
+    vocab = WordVocab(["x"], lowercase=lowercase, strip_punctuation=strip, keep_newlines=newlines)
+    assert vocab.tokenize(text) == re.findall(pattern, text)
 
 
 def test_word_decode_joins_with_spaces_and_newlines():

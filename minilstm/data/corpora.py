@@ -18,7 +18,7 @@ import numpy as np
 
 from .text import UNKNOWN_POLICIES, CharVocab, UnknownSymbolError, Vocabulary, WordVocab, collect_ids
 
-READ_BYTES = 1 << 22   # bytes read per step while streaming a file
+READ_BYTES = 1 << 20   # bytes read per step while streaming a file
 LEVELS = {"char": CharVocab, "word": WordVocab}
 
 

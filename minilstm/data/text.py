@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ DEFAULT_SPECIAL_TOKENS = {"pad": "<pad>", "unk": "<unk>", "start": "<start>", "e
 UNKNOWN_POLICIES = ("error", "map", "skip")
 FORMAT = "minilstm.vocabulary"
 FORMAT_VERSION = 1
-CHUNK_CHARS = 1 << 20   # characters per encoding chunk: ~13 bytes of temporaries per character
+CHUNK_CHARS = 1 << 18   # characters per encoding chunk: temporaries of ~20 bytes per character
 
 
 class UnknownSymbolError(ValueError):
@@ -451,8 +452,7 @@ class WordVocab(Vocabulary):
 
     def _lookup(self, chunk):
         words = self._split(chunk)
-        get = self._index.get
-        ids = np.fromiter((get(w, -1) for w in words), dtype=np.int64, count=len(words))
+        ids = np.fromiter(map(self._index.get, words, repeat(-1)), dtype=np.int64, count=len(words))
         missing = Counter(w for w, i in zip(words, ids) if i < 0) if (ids < 0).any() else Counter()
         return ids, missing
 
