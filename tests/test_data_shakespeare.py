@@ -44,7 +44,8 @@ def isolated(monkeypatch, tmp_path):
 
 @pytest.fixture
 def server():
-    """An HTTP server on 127.0.0.1; ``server.routes[path] = bytes`` serves them."""
+    """An HTTP server on 127.0.0.1; ``server.routes[path] = bytes`` serves them
+    (``(bytes, n)`` announces n bytes and closes the connection early)."""
     routes = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -53,8 +54,11 @@ def server():
             if body is None:
                 self.send_error(404)
                 return
+            declared = len(body)
+            if isinstance(body, tuple):   # (body, declared length): a connection cut short
+                body, declared = body
             self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(declared))
             self.end_headers()
             self.wfile.write(body)
 
@@ -150,6 +154,13 @@ def test_unreachable_host_is_reported(closed_url):
 def test_http_error_is_reported(server):
     with pytest.raises(ShakespeareNotFoundError, match="Not Found"):
         locate_shakespeare(url=server.url + "/missing.txt", use_package=False, log=None)
+
+
+def test_truncated_download_is_a_failure(server, isolated):
+    server.routes["/input.txt"] = (SMALL[:10], len(SMALL))
+    with pytest.raises(ShakespeareNotFoundError, match="received 10 of 43 bytes"):
+        locate_shakespeare(url=server.url + "/input.txt", sha256=SMALL_SHA, use_package=False, log=None)
+    assert not (isolated / shakespeare.TINY_FILE).exists()
 
 
 def test_corrupted_cache_is_ignored_and_replaced(server, isolated):

@@ -90,6 +90,13 @@ def test_any_global_outside_the_allow_list_is_refused(tmp_path, callable_, argum
         read_npz(path, object_members=("word2ix",))
 
 
+def test_codecs_encode_is_allowed_only_for_latin1(tmp_path):
+    payload = b"c_codecs\nencode\n(Vabc\nVzlib\ntR."   # protocol 0: _codecs.encode('abc', 'zlib')
+    path = _npz(tmp_path / "codec.npz", word2ix=_object_npy(payload))
+    with pytest.raises(ValueError, match="allowed only as encode\\(str, 'latin1'\\)"):
+        read_npz(path, object_members=("word2ix",))
+
+
 def test_object_arrays_are_refused_outside_the_named_members(tmp_path):
     path = _npz(tmp_path / "obj.npz", data=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match=r"data.npy: holds Python objects"):

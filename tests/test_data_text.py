@@ -135,6 +135,8 @@ def test_special_and_token_validation():
         WordVocab(["a b"])
     with pytest.raises(ValueError, match="tokens is empty"):
         CharVocab([])
+    with pytest.raises(TypeError, match="CharVocab takes no tokenizer options"):
+        CharVocab.build("a", lowercase=True)
 
 
 def test_lookup_api_for_samplers():

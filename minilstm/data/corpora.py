@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .text import UNKNOWN_POLICIES, CharVocab, UnknownSymbolError, Vocabulary, WordVocab, collect_ids
+from .text import UNKNOWN_POLICIES, CharVocab, UnknownSymbolError, Vocabulary, collect_ids
+from .words import WordVocab
 
 READ_BYTES = 1 << 20   # bytes read per step while streaming a file
 LEVELS = {"char": CharVocab, "word": WordVocab}
@@ -89,7 +90,7 @@ def iter_text(path, encoding: str = "utf-8", read_bytes: int | None = None):
                 return
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Corpus:
     """A tokenised text: ``ids`` (1-D, the vocabulary's smallest unsigned dtype) and ``vocab``."""
 

@@ -23,6 +23,15 @@ try:   # NumPy >= 2 keeps the implementation in numpy._core, 1.x in numpy.core
 except ImportError:   # pragma: no cover - NumPy 1.x
     from numpy.core import multiarray as _multiarray
 
+def _latin1_encode(text, encoding="latin1", errors="strict"):
+    """``_codecs.encode`` as pickle protocols 0-2 use it (``bytes`` pickled as latin-1 text);
+    any other codec is refused, so a pickle cannot reach the rest of the codec registry."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise pickle.UnpicklingError(f"_codecs.encode is allowed only as encode(str, 'latin1'), "
+                                     f"got encode({type(text).__name__}, {encoding!r}, {errors!r})")
+    return codecs.encode(text, "latin1")
+
+
 # Both module spellings occur: files written by NumPy 1.x say numpy.core, 2.x numpy._core.
 # The objects are taken from the NumPy in use; nothing is imported by the name in the file.
 ALLOWED_GLOBALS = {
@@ -32,7 +41,7 @@ ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): codecs.encode,   # how pickle protocols 0-2 spell bytes
+    ("_codecs", "encode"): _latin1_encode,   # how pickle protocols 0-2 spell bytes
 }
 
 

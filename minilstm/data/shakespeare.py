@@ -23,6 +23,7 @@ Which source was used is reported through ``log`` (``print`` by default) and ret
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import subprocess
@@ -103,8 +104,11 @@ def download(url: str, timeout: float, limit: int = MAX_DOWNLOAD_BYTES) -> bytes
     request = urllib.request.Request(url, headers={"User-Agent": f"minilstm/{__version__}"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         data = response.read(limit + 1)
+        declared = response.headers.get("Content-Length")
     if len(data) > limit:
         raise ValueError(f"{url} sent more than {limit} bytes")
+    if declared is not None and declared.isdigit() and int(declared) != len(data):
+        raise ValueError(f"{url}: received {len(data)} of {declared} bytes (connection cut short)")
     return data
 
 
@@ -186,8 +190,8 @@ def _try_download(url, sha256, timeout, target: Path, log) -> str | None:
     log(f"shakespeare: downloading {url} (timeout {timeout:g} s)")
     try:
         data = download(url, timeout)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         return f"download from {url} failed: {reason}"
     digest = hashlib.sha256(data).hexdigest()
     if sha256 is not None and digest != sha256:

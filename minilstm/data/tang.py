@@ -41,7 +41,7 @@ class TangFormatError(ValueError):
         super().__init__(f"{path}: {field}: {detail}" if path is not None else f"{field}: {detail}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PoemCorpus:
     """Poems as a front-padded id matrix with its vocabulary and special ids.
 

@@ -1,6 +1,7 @@
 """Vocabularies: the two-way map between text and integer ids.
 
-Two levels share one interface (:class:`Vocabulary`):
+Two levels share one interface (:class:`Vocabulary`, here with :class:`CharVocab`;
+:class:`~.words.WordVocab` lives in :mod:`.words`):
 
 * :class:`CharVocab` — one id per Unicode code point (never per byte), so Chinese, accents,
   emoji and ``"\\r\\n"`` (two symbols) round-trip exactly. Built from plain text it has no
@@ -19,21 +20,19 @@ Special tokens have names (``pad``, ``unk``, ``start``, ``end``) and token strin
 
 Encoding is vectorised and works chunk by chunk so memory stays bounded: characters become code
 points with one ``str.encode("utf-32-le")`` per chunk and ids with one table lookup
-(:mod:`._symbols`); words go through one regular expression per chunk and a dict.
+(:mod:`._symbols`); words are split per chunk and looked up in a dict.
 """
 from __future__ import annotations
 
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 
 from .._io import atomic_write_text
-from ._symbols import (CodePointTable, count_code_points, id_dtype_for, rechunk, text_from_code_points,
-                       tokenize_words, word_cut)
+from ._symbols import CodePointTable, count_code_points, id_dtype_for, rechunk, text_from_code_points
 
 SPECIAL_NAMES = ("pad", "unk", "start", "end")
 DEFAULT_SPECIAL_TOKENS = {"pad": "<pad>", "unk": "<unk>", "start": "<start>", "end": "<eop>"}
@@ -71,11 +70,7 @@ def _resolve_specials(specials) -> dict[str, str]:
     if isinstance(specials, Mapping):
         resolved = dict(specials)
     else:
-        resolved = {}
-        for name in specials:
-            if name not in DEFAULT_SPECIAL_TOKENS:
-                raise ValueError(f"specials: unknown special name {name!r}, expected some of {SPECIAL_NAMES}")
-            resolved[name] = DEFAULT_SPECIAL_TOKENS[name]
+        resolved = {name: DEFAULT_SPECIAL_TOKENS.get(name) for name in specials}
     for name, token in resolved.items():
         if name not in SPECIAL_NAMES:
             raise ValueError(f"specials: unknown special name {name!r}, expected some of {SPECIAL_NAMES}")
@@ -116,6 +111,11 @@ class Vocabulary:
 
     level = ""                 # "char" or "word", set by the subclasses
     DEFAULT_SPECIALS: tuple = ()
+    _levels: dict[str, type] = {}   # level -> class, for from_dict
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Vocabulary._levels[cls.level] = cls
 
     def __init__(self, tokens: Iterable[str], specials: Mapping[str, str] | None = None):
         tokens = tuple(tokens)
@@ -324,7 +324,8 @@ class Vocabulary:
             raise ValueError(f"from_dict: format/version is {data.get('format')!r}/{data.get('version')!r}, "
                              f"expected {FORMAT!r}/{FORMAT_VERSION}")
         level = data.get("level")
-        classes = {cls.level: cls for cls in (CharVocab, WordVocab)}
+        from . import words  # noqa: F401  (registers WordVocab; imported here to avoid a cycle)
+        classes = Vocabulary._levels
         if level not in classes:
             raise ValueError(f"from_dict: level is {level!r}, expected one of {sorted(classes)}")
         tokens, specials, options = data.get("tokens"), data.get("specials", {}), data.get("options", {})
@@ -373,7 +374,10 @@ class CharVocab(Vocabulary):
         self._table = CodePointTable(self._tokens)
 
     @classmethod
-    def count_tokens(cls, text) -> Counter:
+    def count_tokens(cls, text, **options) -> Counter:
+        if options:
+            raise TypeError(f"CharVocab takes no tokenizer options, got {sorted(options)} "
+                            "(lowercase, strip_punctuation and keep_newlines are WordVocab options)")
         counts: Counter = Counter()
         for chunk in rechunk(text, CHUNK_CHARS, None):
             count_code_points(chunk, counts)
@@ -395,80 +399,3 @@ class CharVocab(Vocabulary):
         if skip_specials and self._specials:
             ids = ids[~np.isin(ids, list(self._specials.values()))]
         return text_from_code_points(ids, self._table)
-
-
-class WordVocab(Vocabulary):
-    """One id per word, punctuation mark or line break (see :func:`._symbols.tokenize_words`).
-
-    Options: ``lowercase`` (fold case first), ``strip_punctuation`` (drop every symbol that is not
-    a letter, digit, underscore or an apostrophe inside a word: punctuation, symbols, emoji),
-    ``keep_newlines`` (``\\n``, ``\\r\\n`` and ``\\r`` become the token ``"\\n"``; otherwise line
-    breaks are plain spaces). Ids: specials, then words by decreasing count, ties by code point.
-    ``decode`` joins words with single spaces and line breaks with nothing, so
-    ``encode(decode(ids)) == ids`` for any ids the tokenizer can produce.
-    """
-
-    level = "word"
-    DEFAULT_SPECIALS = ("pad", "unk")
-
-    def __init__(self, tokens, specials=None, *, lowercase: bool = False, strip_punctuation: bool = False,
-                 keep_newlines: bool = True):
-        for name, value in (("lowercase", lowercase), ("strip_punctuation", strip_punctuation),
-                            ("keep_newlines", keep_newlines)):
-            if not isinstance(value, bool):
-                raise TypeError(f"WordVocab: {name} must be True or False, got {value!r}")
-        self._options = {"lowercase": lowercase, "strip_punctuation": strip_punctuation,
-                         "keep_newlines": keep_newlines}
-        super().__init__(tokens, specials)
-
-    @property
-    def options(self) -> dict:
-        return dict(self._options)
-
-    def _check_tokens(self) -> None:
-        special_ids = set(self._specials.values())
-        for i, token in enumerate(self._tokens):
-            if i not in special_ids and token != "\n" and any(ch.isspace() for ch in token):
-                raise ValueError(f"WordVocab: token {i} is {token!r}; words cannot contain whitespace "
-                                 "(the only whitespace token is the line break '\\n')")
-
-    @classmethod
-    def count_tokens(cls, text, *, lowercase: bool = False, strip_punctuation: bool = False,
-                     keep_newlines: bool = True) -> Counter:
-        counts: Counter = Counter()
-        for chunk in rechunk(text, CHUNK_CHARS, word_cut):
-            counts.update(tokenize_words(chunk, lowercase, strip_punctuation, keep_newlines))
-        return counts
-
-    @classmethod
-    def _order(cls, counts, symbols):
-        return sorted(symbols, key=lambda s: (-counts[s], s))
-
-    def _chunks(self, text):
-        return rechunk(text, CHUNK_CHARS, word_cut)   # words: chunks end at whitespace
-
-    def _split(self, chunk: str) -> list[str]:
-        return tokenize_words(chunk, **self._options)
-
-    def _lookup(self, chunk):
-        words = self._split(chunk)
-        ids = np.fromiter(map(self._index.get, words, repeat(-1)), dtype=np.int64, count=len(words))
-        missing = Counter(w for w, i in zip(words, ids) if i < 0) if (ids < 0).any() else Counter()
-        return ids, missing
-
-    def decode(self, ids, skip_specials: bool = False) -> str:
-        """Words joined by single spaces; no space around the line-break token."""
-        ids = self._ids_for_decode(ids)
-        skip = set(self._specials.values()) if skip_specials else set()
-        lines, line = [], []
-        for i in ids.tolist():
-            token = self._tokens[i]
-            if i in skip:
-                continue
-            if token == "\n" and self._options["keep_newlines"]:
-                lines.append(" ".join(line))
-                line = []
-            else:
-                line.append(token)
-        lines.append(" ".join(line))
-        return "\n".join(lines)
