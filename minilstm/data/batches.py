@@ -25,8 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core._check import positive_int
-
-IGNORE_INDEX = -1   # target value the loss skips (padding); negative, so never a real id
+from ..core.loss import IGNORE_INDEX   # the target value the loss skips: one definition for both sides
 
 
 class Batch(NamedTuple):
