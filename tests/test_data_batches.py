@@ -208,3 +208,19 @@ def test_real_tang_batches(shared_file):
     kept = batch.targets != IGNORE_INDEX
     assert (batch.targets[kept] == corpus.end_id).sum() <= 128 and kept.sum() > 128 * 10
     assert len(batches) == -(-len(train) // 128) and len(val) == 5622
+
+
+def test_poem_batches_feed_the_loss_kernel(corpus):
+    """Targets go straight into the fused loss: padding rows count for nothing."""
+    from minilstm.core import softmax_cross_entropy
+    rng = np.random.default_rng(0)
+    batch = PoemBatches.from_corpus(corpus, 5, shuffle=False, trim=False).batch(0)
+    logits = rng.standard_normal((batch.targets.size, corpus.vocab.size))
+    loss, dlogits, count = softmax_cross_entropy(logits, batch.targets.reshape(-1))
+    # every poem has padding in front here, so <START>, its characters and <EOP> are all targets
+    assert count == int((batch.targets != IGNORE_INDEX).sum()) == sum(len(p) + 2 for p in POEMS)
+    assert np.isfinite(loss) and not dlogits[batch.targets.reshape(-1) == IGNORE_INDEX].any()
+    padding = np.full((2, 20), corpus.pad_id, dtype=corpus.poems.dtype)
+    empty = PoemBatches(padding, 2, pad_id=corpus.pad_id).batch(0)
+    loss, dlogits, count = softmax_cross_entropy(logits[:empty.targets.size], empty.targets.reshape(-1))
+    assert (loss, count) == (0.0, 0) and not dlogits.any()
