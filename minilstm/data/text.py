@@ -135,11 +135,11 @@ class Vocabulary:
         self._tokens = tokens
         self._index = index
         self._specials = {name: index[tok] for name, tok in specials.items()}
-        self._check_tokens()
+        self._prepare()
 
     # ---- hooks the two levels fill in -------------------------------------------------------
-    def _check_tokens(self) -> None:
-        """Refuse tokens this level cannot produce from text."""
+    def _prepare(self) -> None:
+        """Level-specific checks of the tokens, and lookup tables."""
 
     @property
     def options(self) -> dict:
@@ -365,7 +365,7 @@ class CharVocab(Vocabulary):
     level = "char"
     DEFAULT_SPECIALS = ()
 
-    def _check_tokens(self) -> None:
+    def _prepare(self) -> None:
         special_tokens = {self._tokens[i] for i in self._specials.values()}
         for i, token in enumerate(self._tokens):
             if len(token) != 1 and token not in special_tokens:

@@ -44,7 +44,7 @@ class WordVocab(Vocabulary):
     def options(self) -> dict:
         return dict(self._options)
 
-    def _check_tokens(self) -> None:
+    def _prepare(self) -> None:
         special_ids = set(self._specials.values())
         for i, token in enumerate(self._tokens):
             if i not in special_ids and token != "\n" and any(ch.isspace() for ch in token):
