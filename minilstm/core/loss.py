@@ -44,6 +44,8 @@ def _softmax_xent(logits, targets, ignore_index, scale, row_loss, dlogits, need_
 
 @_softmax_xent.numba_variant
 def _softmax_xent_loops(logits, targets, ignore_index, scale, row_loss, dlogits, need_grad):
+    # One exp per logit: the exponentials are parked in dlogits while their sum accumulates,
+    # then scaled in place into the softmax.
     N, V = logits.shape
     for n in range(N):
         y = targets[n]
@@ -56,14 +58,18 @@ def _softmax_xent_loops(logits, targets, ignore_index, scale, row_loss, dlogits,
         for v in range(1, V):
             m = max(m, logits[n, v])
         s = 0.0
-        for v in range(V):
-            s += np.exp(logits[n, v] - m)
-        row_loss[n] = m + np.log(s) - logits[n, y]
         if need_grad:
+            for v in range(V):
+                dlogits[n, v] = np.exp(logits[n, v] - m)
+                s += dlogits[n, v]
             inv = scale / s
             for v in range(V):
-                dlogits[n, v] = np.exp(logits[n, v] - m) * inv
+                dlogits[n, v] *= inv
             dlogits[n, y] -= scale
+        else:
+            for v in range(V):
+                s += np.exp(logits[n, v] - m)
+        row_loss[n] = m + np.log(s) - logits[n, y]
 
 
 def _validate(where, logits, targets, ignore_index):

@@ -35,7 +35,7 @@ import numpy as np
 from ._check import float_array, gradient_buffer
 from ._jit import kernel
 from .lstm_cell import cell_backward, cell_forward
-from .linear import linear_backward, linear_forward
+from .linear import add_column_sums, linear_backward, linear_forward
 
 GATE_ORDER = "ifog"
 
@@ -86,7 +86,7 @@ def _recurrence_backward(dh, dhT, dcT, gates, c, tanh_c, h, h0, c0, Wh, dgates, 
     dWh += np.dot(h0.T, dgates[0])
     if T > 1:
         dWh += np.dot(h[:T - 1].reshape((T - 1) * B, H).T, dgates[1:].reshape((T - 1) * B, 4 * H))
-    db += dgates.reshape(T * B, 4 * H).sum(axis=0)    # a_t = ... + b  ->  db += sum_t,n da_t
+    add_column_sums(dgates.reshape(T * B, 4 * H), db)   # a_t = ... + b  ->  db += sum_t,n da_t
     return dh_next, dc_next
 
 

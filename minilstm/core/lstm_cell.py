@@ -49,20 +49,29 @@ def tanh_rational(x):
 
 
 @kernel
-def tanh_scalar(a, fast):
-    """tanh(a): the float32 rational form when ``fast``, else 2 / (1 + exp(-2a)) - 1 (exact to
-    rounding; exp(+inf) = inf gives the correct limit -1)."""
+def sigmoid_inplace(a, fast):
+    """a <- sigma(a) for a 1-D array: 0.5 + 0.5 tanh(a / 2) with the rational tanh when
+    ``fast`` (float32), else 1 / (1 + exp(-a)). The branch sits outside the loops so each loop
+    is a plain vectorisable pass."""
     if fast:
-        return tanh_rational(a)
-    return 2.0 / (1.0 + np.exp(-(a + a))) - 1.0
+        half = a.dtype.type(0.5)
+        for k in range(a.shape[0]):
+            a[k] = half + half * tanh_rational(half * a[k])
+    else:
+        for k in range(a.shape[0]):
+            a[k] = 1.0 / (1.0 + np.exp(-a[k]))
 
 
 @kernel
-def sigmoid_scalar(a, fast):
-    """sigma(a) = 1 / (1 + exp(-a)), or 0.5 + 0.5 tanh(a / 2) in the fast float32 form."""
+def tanh_into(a, out, fast):
+    """out <- tanh(a) for 1-D arrays: rational when ``fast``, else 2 / (1 + exp(-2a)) - 1
+    (exact to rounding; exp(+inf) = inf gives the correct limit -1)."""
     if fast:
-        return np.float32(0.5) + np.float32(0.5) * tanh_rational(np.float32(0.5) * a)
-    return 1.0 / (1.0 + np.exp(-a))
+        for k in range(a.shape[0]):
+            out[k] = tanh_rational(a[k])
+    else:
+        for k in range(a.shape[0]):
+            out[k] = 2.0 / (1.0 + np.exp(-(a[k] + a[k]))) - 1.0
 
 
 @kernel
@@ -91,17 +100,22 @@ def cell_forward(xw_t, hw_t, b, c_prev, gates_t, c_t, tanh_c_t, h_t):
 
 @cell_forward.numba_variant
 def cell_forward_loops(xw_t, hw_t, b, c_prev, gates_t, c_t, tanh_c_t, h_t):
+    # One batch row at a time, as short passes that each compile to vector instructions
+    # (measured 1.2-1.8x faster than one loop doing everything per unit, which does not).
     B, H = c_prev.shape
-    fast = gates_t.itemsize == 4   # float32: vectorisable rational tanh; float64: exact via exp
+    fast = gates_t.itemsize == 4      # float32: rational tanh; float64: exact, via exp
     for n in range(B):
-        for k in range(3 * H):
-            gates_t[n, k] = sigmoid_scalar(xw_t[n, k] + hw_t[n, k] + b[k], fast)
-        for k in range(3 * H, 4 * H):
-            gates_t[n, k] = tanh_scalar(xw_t[n, k] + hw_t[n, k] + b[k], fast)
+        x, hw, g = xw_t[n], hw_t[n], gates_t[n]
+        for k in range(4 * H):
+            g[k] = x[k] + hw[k] + b[k]                   # a_t
+        sigmoid_inplace(g[:3 * H], fast)                 # i, f, o
+        tanh_into(g[3 * H:], g[3 * H:], fast)            # g
+        cp, c, tc, h = c_prev[n], c_t[n], tanh_c_t[n], h_t[n]
         for j in range(H):
-            c_t[n, j] = gates_t[n, H + j] * c_prev[n, j] + gates_t[n, j] * gates_t[n, 3 * H + j]
-            tanh_c_t[n, j] = tanh_scalar(c_t[n, j], fast)
-            h_t[n, j] = gates_t[n, 2 * H + j] * tanh_c_t[n, j]
+            c[j] = g[H + j] * cp[j] + g[j] * g[3 * H + j]   # c = f * c_prev + i * g
+        tanh_into(c, tc, fast)
+        for j in range(H):
+            h[j] = g[2 * H + j] * tc[j]                  # h = o * tanh(c)
 
 
 @kernel
@@ -129,18 +143,19 @@ def cell_backward(dh_t, dh_next, dc_next, gates_t, c_prev, tanh_c_t, dgates_t):
 
 @cell_backward.numba_variant
 def cell_backward_loops(dh_t, dh_next, dc_next, gates_t, c_prev, tanh_c_t, dgates_t):
+    # Constants in the arrays' dtype: a float64 1.0 would promote float32 arithmetic to
+    # float64 and halve the vector width (measured 2x slower).
     B, H = c_prev.shape
+    one = gates_t.dtype.type(1.0)
     for n in range(B):
+        g, dg, up, dhn, dcn = gates_t[n], dgates_t[n], dh_t[n], dh_next[n], dc_next[n]
+        tcn, cp = tanh_c_t[n], c_prev[n]
         for j in range(H):
-            i = gates_t[n, j]
-            f = gates_t[n, H + j]
-            o = gates_t[n, 2 * H + j]
-            g = gates_t[n, 3 * H + j]
-            tc = tanh_c_t[n, j]
-            dh = dh_t[n, j] + dh_next[n, j]
-            dc = dc_next[n, j] + dh * o * (1.0 - tc * tc)
-            dgates_t[n, j] = dc * g * i * (1.0 - i)
-            dgates_t[n, H + j] = dc * c_prev[n, j] * f * (1.0 - f)
-            dgates_t[n, 2 * H + j] = dh * tc * o * (1.0 - o)
-            dgates_t[n, 3 * H + j] = dc * i * (1.0 - g * g)
-            dc_next[n, j] = dc * f
+            i, f, o, gg, tc = g[j], g[H + j], g[2 * H + j], g[3 * H + j], tcn[j]
+            dh = up[j] + dhn[j]
+            dc = dcn[j] + dh * o * (one - tc * tc)
+            dg[j] = dc * gg * i * (one - i)
+            dg[H + j] = dc * cp[j] * f * (one - f)
+            dg[2 * H + j] = dh * tc * o * (one - o)
+            dg[3 * H + j] = dc * i * (one - gg * gg)
+            dcn[j] = dc * f
