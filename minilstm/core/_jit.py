@@ -26,13 +26,22 @@ no-NaN/no-Inf flags would break the NaN checks the trainer relies on); ``error_m
 so a division by zero gives inf/nan like NumPy instead of raising; no ``parallel=True``: the
 BLAS thread pool already uses the cores, and a second pool competing for them made the matrix
 products slower.
+
+Where compiled code is cached: Numba invalidates a cached function when *its own* source file
+changes, not when a helper it calls from another file does, so after an edit or an upgrade a
+stale compiled driver could keep calling an old helper. The cache therefore lives in a
+directory named after a hash of every kernel source file: ``$NUMBA_CACHE_DIR/minilstm-<hash>``
+when NUMBA_CACHE_DIR is set, else ``$XDG_CACHE_HOME/minilstm/numba-<hash>`` (default
+``~/.cache``). Any change to any kernel selects a fresh directory.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import types
+from pathlib import Path
 
 BACKENDS = ("numba", "numpy")
 JIT_OPTIONS = dict(cache=True, fastmath=False, error_model="numpy", nogil=True)
@@ -114,6 +123,7 @@ def backend_info() -> dict:
         "numba": getattr(numba, "__version__", None),
         "numba_error": _numba_error,
         "jit_options": dict(JIT_OPTIONS),
+        "cache_dir": str(kernel_cache_dir()) if numba is not None else None,
     }
 
 
@@ -146,7 +156,9 @@ class Kernel:
             numba = _import_numba()
             if numba is None:
                 raise ImportError(f"numba is not available ({_numba_error})")
-            self._jitted = numba.njit(**JIT_OPTIONS)(_with_jitted_helpers(self._variant or self.py))
+            source = _with_jitted_helpers(self._variant or self.py)
+            with _kernel_cache_dir(numba):
+                self._jitted = numba.njit(**JIT_OPTIONS)(source)
         return self._jitted
 
     def __call__(self, *args):
@@ -156,6 +168,31 @@ class Kernel:
 
     def __repr__(self):
         return f"<minilstm kernel {self.__module__}.{self.__name__}>"
+
+
+@functools.lru_cache(maxsize=1)
+def kernel_cache_dir() -> Path:
+    """The compiled-code cache directory for this exact set of kernel sources."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    tag = digest.hexdigest()[:16]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"]) / f"minilstm-{tag}"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "minilstm" / f"numba-{tag}"
+
+
+@contextlib.contextmanager
+def _kernel_cache_dir(numba):
+    """Numba reads its cache directory when a dispatcher is created: point it at ours then."""
+    config = numba.config
+    previous = config.CACHE_DIR
+    config.CACHE_DIR = str(kernel_cache_dir())
+    try:
+        yield
+    finally:
+        config.CACHE_DIR = previous
 
 
 def _with_jitted_helpers(fn):

@@ -1,0 +1,132 @@
+"""Generation speed: characters per second at batch 1, minilstm (numba, numpy) against PyTorch.
+
+Protocol: a character model (65 symbols, embedding 65 -> H, L LSTM layers of H units), a
+100-character prompt, then 2,000 sampled characters at temperature 1, for H in {128, 512} and
+L in {1, 2}. The PyTorch contender is the usual generation loop: the prompt through nn.LSTM in
+one call, then one nn.LSTM step per character carrying (h, c), linear, softmax and
+torch.multinomial, under torch.inference_mode() with 2 threads; we take the faster of its
+default and ``torch.backends.mkldnn.enabled = False``. Contenders alternate (A B C A B C ...)
+and we report medians.
+
+At H=512, L=2 every character reads all recurrent and input weights once (about 12.6 MB in
+float32), more than the last-level cache holds, so memory bandwidth bounds any batch-1 sampler;
+the script measures this machine's read bandwidth and reports the bound and how close we come.
+
+    python benchmarks/bench_sample.py [--quick]
+"""
+from __future__ import annotations
+
+import common  # noqa: F401  (first: sets the thread count before numpy loads)
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+import minilstm
+from minilstm.data import CharVocab
+from minilstm.model import LanguageModel, ModelConfig
+from minilstm.sample import SampleConfig, Sampler
+
+SIZES = [(128, 1), (128, 2), (512, 1), (512, 2)]
+PROMPT, LENGTH = 100, 2000
+
+
+def vocabulary():
+    symbols = "\n !$&',-.3:;?" + "".join(chr(c) for c in range(65, 91)) + "".join(chr(c) for c in range(97, 123))
+    return CharVocab.build(symbols)          # the 65 symbols of tiny Shakespeare
+
+
+def minilstm_contender(backend, H, L, vocab, prompt):
+    model = LanguageModel(ModelConfig(vocab_size=len(vocab), embedding_dim=H, hidden_sizes=(H,) * L))
+    sampler = Sampler(model, vocab)
+    cfg = SampleConfig(prompt=prompt, length=LENGTH, seed=0, chunk=LENGTH)
+
+    def run():
+        with minilstm.use_backend(backend):
+            sampler.generate(cfg)
+    with minilstm.use_backend(backend):      # compile (numba) outside the timing
+        sampler.generate(SampleConfig(prompt=prompt[:5], length=5))
+    return run
+
+
+def torch_contender(torch, mkldnn, H, L, prompt_ids):
+    model = common.build_torch_char_lm(torch, 65, H, H, L).eval()
+    prompt = torch.as_tensor(prompt_ids, dtype=torch.long).reshape(-1, 1)
+    generator = torch.Generator().manual_seed(0)
+
+    def run():
+        torch.backends.mkldnn.enabled = mkldnn
+        with torch.inference_mode():
+            logits, state = model(prompt)
+            for _ in range(LENGTH):
+                probs = torch.softmax(logits[-1, 0], dim=-1)
+                token = torch.multinomial(probs, 1, generator=generator)
+                logits, state = model(token.reshape(1, 1), state)
+    run()
+    return run
+
+
+def read_bandwidth_gbs() -> float:
+    """Single-thread streaming read bandwidth (sum of a 256 MB float32 array), best of 5."""
+    a = np.ones(64 * 2**20, dtype=np.float32)
+    best = min(_time(lambda: a.sum()) for _ in range(5))
+    return a.nbytes / best / 1e9
+
+
+def _time(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def weight_bytes_per_char(H, L, V=65):
+    """float32 bytes read per generated character: every Wh, every Wx above the first layer
+    (the first layer's input is one row of its table), the output layer and one table row."""
+    return 4 * (L * H * 4 * H + (L - 1) * H * 4 * H + H * V + 4 * H)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="H=128 only")
+    parser.add_argument("--passes", type=int, default=3)
+    args = parser.parse_args()
+    torch = common.load_torch()
+    vocab = vocabulary()
+    rng = np.random.default_rng(0)
+    prompt_ids = rng.integers(0, len(vocab), size=PROMPT)
+    prompt = vocab.decode(prompt_ids)
+    sizes = SIZES[:2] if args.quick else SIZES
+    print(f"# minilstm generation benchmark\n\n{common.machine_summary()}\n")
+    bandwidth = read_bandwidth_gbs()
+    rows = []
+    for H, L in sizes:
+        contenders = {}
+        for backend in (["numba"] if minilstm.core.numba_available() else []) + ["numpy"]:
+            contenders[backend] = minilstm_contender(backend, H, L, vocab, prompt)
+        if torch is not None:
+            contenders["torch"] = torch_contender(torch, True, H, L, prompt_ids)
+            contenders["torch-no-onednn"] = torch_contender(torch, False, H, L, prompt_ids)
+        times = {k: common.median(v) for k, v in common.alternate(contenders, args.passes, 1).items()}
+        speed = {k: LENGTH / t for k, t in times.items()}
+        ours = speed.get("numba", speed["numpy"])
+        best_torch = max((v for k, v in speed.items() if k.startswith("torch")), default=None)
+        bound = bandwidth * 1e9 / weight_bytes_per_char(H, L)
+        rows.append([f"H={H} L={L}", f"{speed.get('numba', float('nan')):,.0f}", f"{speed['numpy']:,.0f}",
+                     f"{best_torch:,.0f}" if best_torch else "n/a",
+                     f"{ours / best_torch:.1f}x" if best_torch else "n/a",
+                     f"{weight_bytes_per_char(H, L) / 2**20:.1f}", f"{bound:,.0f}", f"{ours / bound:.0%}"])
+        print(f"  measured H={H} L={L}", file=sys.stderr, flush=True)
+    print(f"Characters per second, batch 1, {LENGTH:,} characters after a {PROMPT}-character prompt "
+          f"(medians of {args.passes}). Read bandwidth of this machine (one thread): {bandwidth:.1f} GB/s.\n")
+    print(common.markdown_table(
+        ["model", "minilstm numba", "minilstm numpy", "PyTorch (best mode)", "minilstm / PyTorch",
+         "weights read per char (MB)", "bandwidth bound (chars/s)", "numba vs bound"], rows))
+    print("\nThe bound is read bandwidth / bytes of weights per character: what a sampler that "
+          "streams every weight from memory once per character could reach. Below the cache size "
+          "(H=128, H=512 L=1) the weights stay cached and the bound does not apply.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""The sampler: exactness against the model, identical output across builds and processes,
+the decoding rules, constraints, streaming, and input checks."""
+import os
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import minilstm
+from minilstm import core
+from minilstm.core.decode import choose_token
+from minilstm.core.generate import prime
+from minilstm.core.rng import seed_state
+from minilstm.core.step import forward_token
+from minilstm.data import TANG_SPECIALS, CharVocab, UnknownSymbolError
+from minilstm.model import LanguageModel, ModelConfig
+from minilstm.model_io import save_model
+from minilstm.sample import SampleConfig, Sampler, SamplingError, plan_model, sample_text
+
+needs_numba = pytest.mark.skipif(not core.numba_available(), reason="compares the numba build with the numpy build")
+
+VARIANTS = {
+    "embedding": dict(hidden_sizes=(6,)),
+    "onehot-2-layers": dict(input_mode="onehot", hidden_sizes=(5, 7)),
+    "head-batch-norm": dict(hidden_sizes=(6, 4), head_hidden=5, head_norm="batch"),
+    "head-layer-norm-tied": dict(hidden_sizes=(6,), head_hidden=3, head_norm="layer", tie_weights=True),
+}
+
+
+def make_model(vocab, dtype="float32", scale=0.5, **overrides):
+    cfg = dict(vocab_size=len(vocab), embedding_dim=3, hidden_sizes=(6,), dtype=dtype, seed=1)
+    cfg.update(overrides)
+    model = LanguageModel(ModelConfig(**cfg))
+    model.params.data[:] = np.random.default_rng(0).normal(size=model.num_parameters) * scale
+    if model.buffers:
+        model.buffers["head.norm.running_mean"][:] = 0.3
+        model.buffers["head.norm.running_var"][:] = 2.0
+    return model.eval()
+
+
+@pytest.fixture
+def vocab():
+    return CharVocab.build("abcdefghij \n.!")
+
+
+def prime_logits(model, ids):
+    plan = plan_model(model)
+    h = np.zeros((1, plan.state_width), model.dtype)
+    c, logits = np.zeros_like(h), np.zeros((1, plan.vocab_size), model.dtype)
+    prime(plan.weights, plan.layers, plan.head, plan.eps, np.asarray(ids, np.int64), h, c, logits)
+    return logits[0], h, c
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_sampler_computes_the_models_function(vocab, variant, dtype):
+    model = make_model(vocab, dtype, **VARIANTS[variant])
+    ids = vocab.encode("abc dej\nhi!")
+    expected = model.forward(ids.reshape(1, -1))[0][0, -1]
+    logits, _, _ = prime_logits(model, ids)
+    # float64: the same maths, other summation order (1e-12); float32: the sampler's fixed order
+    # and rational tanh against the training kernels, a few float32 ulps of O(1) logits
+    tol = 1e-12 if dtype == "float64" else 2e-6
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=tol)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_both_builds_give_bit_identical_logits(vocab, variant, dtype):
+    model = make_model(vocab, dtype, **VARIANTS[variant])
+    ids = vocab.encode("abc dej\nhi!")
+    results = []
+    for backend in ("numba", "numpy"):
+        with minilstm.use_backend(backend):
+            results.append(prime_logits(model, ids))
+    for a, b in zip(results[0], results[1]):
+        if dtype == "float32":
+            np.testing.assert_array_equal(a, b)
+        else:        # NumPy's and libm's float64 exp may differ in the last bit
+            np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
+
+
+def test_priming_equals_feeding_tokens_one_at_a_time(vocab):
+    model = make_model(vocab, hidden_sizes=(6, 5), head_hidden=4, head_norm="layer")
+    ids = vocab.encode("abcabc ij!")
+    logits, h, c = prime_logits(model, ids)
+    plan = plan_model(model)
+    h1, c1 = np.zeros_like(h), np.zeros_like(c)
+    step_logits = np.zeros((1, len(vocab)), model.dtype)
+    scratch = [np.empty(64, model.dtype), np.empty(64, model.dtype)]
+    for token in ids:
+        forward_token(plan.weights, plan.layers, plan.head, plan.eps, np.array([token]), h1, c1,
+                      *scratch, step_logits)
+    np.testing.assert_array_equal(h1, h)          # bit for bit: the same operations in order
+    np.testing.assert_array_equal(c1, c)
+    np.testing.assert_array_equal(step_logits[0], logits)
+
+
+@needs_numba
+@pytest.mark.parametrize("settings", [dict(), dict(greedy=True), dict(top_k=3, temperature=0.7),
+                                      dict(top_p=0.8, repetition_penalty=1.3, n=3),
+                                      dict(beam=3, length=20)])
+def test_same_seed_same_text_with_and_without_the_jit(vocab, settings):
+    model = make_model(vocab, hidden_sizes=(8, 8))
+    cfg = SampleConfig(**{"prompt": "abc ", "length": 120, "seed": 7, **settings})
+    texts = {}
+    for backend in ("numba", "numpy"):
+        with minilstm.use_backend(backend):
+            texts[backend] = Sampler(model, vocab).generate(cfg)
+    assert texts["numba"] == texts["numpy"]
+    assert len(texts["numba"][0]) > 0
+
+
+def test_same_checkpoint_and_seed_in_two_processes(vocab, tmp_path):
+    model = make_model(vocab, hidden_sizes=(8,))
+    path = tmp_path / "m.ckpt"
+    save_model(path, model, vocab)
+    code = ("import sys; from minilstm.model_io import load_model; from minilstm.sample import Sampler, SampleConfig;"
+            "m = load_model(sys.argv[1]); print(repr(Sampler(m.model, m.vocab).generate("
+            "SampleConfig(prompt='ab', length=300, seed=11, top_p=0.9))[0]))")
+    outputs = []
+    for disable in ("0", "1"):
+        env = dict(os.environ, MINILSTM_DISABLE_JIT=disable)
+        result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                                env=env, timeout=600)
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    assert outputs[0] == outputs[1] and len(outputs[0]) > 300
+
+
+def test_sampling_follows_the_softmax_at_temperature_one():
+    logits = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0], dtype=np.float32)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    draws = 20_000
+    counts = np.zeros(6)
+    state, p = seed_state(3), np.empty(6)
+    allowed, seen = np.ones(6, bool), np.zeros(6, bool)
+    for _ in range(draws):
+        counts[choose_token(logits, allowed, seen, 1.0, 0, 1.0, False, 1.0, state, p)] += 1
+    chi2 = ((counts - draws * probs) ** 2 / (draws * probs)).sum()
+    # 5 degrees of freedom: P(chi2 > 20.5) = 0.001 for a correct sampler; a biased one (even
+    # a 2% shift of mass between two tokens) lands far above it with 20,000 draws
+    assert chi2 < stats.chi2.ppf(0.999, df=5), (chi2, counts / draws, probs)
+
+
+def test_decoding_rules():
+    logits = np.array([0.5, 3.0, 2.0, -1.0, 2.9], dtype=np.float32)
+    allowed, seen, p = np.ones(5, bool), np.zeros(5, bool), np.empty(5)
+    state = seed_state(0)
+    pick = lambda **kw: choose_token(logits, kw.get("allowed", allowed), kw.get("seen", seen),  # noqa: E731
+                                     kw.get("t", 1.0), kw.get("k", 0), kw.get("p", 1.0),
+                                     kw.get("greedy", False), kw.get("penalty", 1.0), state, p)
+    assert pick(greedy=True) == 1
+    assert {pick(k=2) for _ in range(200)} == {1, 4}
+    assert {pick(p=0.5) for _ in range(200)} <= {1, 4}         # 1 and 4 hold > 0.5 of the mass
+    assert pick(t=1e-8) == 1                                    # vanishing temperature: argmax
+    assert {pick(t=1e8) for _ in range(300)} == {0, 1, 2, 3, 4}  # huge temperature: near uniform
+    assert pick(greedy=True, seen=np.array([0, 1, 0, 0, 0], bool), penalty=1.1) == 4
+    assert pick(greedy=True, allowed=np.array([1, 0, 1, 1, 1], bool)) == 4
+    nan = logits.copy()
+    nan[2] = np.nan
+    assert choose_token(nan, allowed, seen, 1.0, 0, 1.0, False, 1.0, state, p) == -1
+
+
+def test_nan_logits_raise_instead_of_emitting(vocab):
+    model = make_model(vocab)
+    model.params["out.b"][3] = np.nan
+    with pytest.raises(SamplingError, match="NaN or Inf"):
+        Sampler(model, vocab).generate(SampleConfig(length=5))
+
+
+def test_never_emits_padding_start_or_out_of_range():
+    vocab = CharVocab.build("abc\n", specials=("pad", "start", "end", "unk"))
+    model = make_model(vocab, scale=3.0)
+    never = {vocab.specials[s] for s in ("pad", "start", "unk")}
+    sampler = Sampler(model, vocab)
+    for chunk in sampler.token_chunks(SampleConfig(length=400, n=4, temperature=5.0)):
+        ids = chunk[chunk >= 0]
+        assert ids.max() < len(vocab) and not (set(ids.tolist()) & never)
+
+
+def test_stop_tokens_and_strings():
+    vocab = CharVocab.build("ab\n", specials=TANG_SPECIALS)
+    model = make_model(vocab, scale=2.0)
+    sampler = Sampler(model, vocab)
+    ids = []
+    for chunk in sampler.token_chunks(SampleConfig(length=2000, stop=("<EOP>",), seed=1)):
+        ids += chunk[0][chunk[0] >= 0].tolist()
+    assert ids[-1] == vocab.specials["end"] and vocab.specials["end"] not in ids[:-1]
+    text = sampler.generate(SampleConfig(length=2000, stop=("\n\n", "ba"), seed=2))[0]
+    assert "\n\n" not in text and "ba" not in text
+
+
+def test_acrostic_and_poem_shape():
+    vocab = CharVocab.build("春夏秋冬山水花月风雨，。！", specials=TANG_SPECIALS)
+    model = make_model(vocab, scale=1.0)
+    sampler = Sampler(model, vocab)
+    text = sampler.generate(SampleConfig(acrostic="春夏秋冬", length=400, seed=4, stop=("<EOP>",)))[0]
+    lines = [line for line in text.replace("！", "。").split("。") if line]
+    assert [line[0] for line in lines[:4]] == list("春夏秋冬")
+    poem = sampler.generate(SampleConfig(poem_line=5, poem_lines=4, acrostic="山水", length=100, seed=5))[0]
+    assert len(poem) == 4 * 6
+    lines = [poem[k:k + 6] for k in range(0, 24, 6)]
+    assert [line[-1] for line in lines] == ["，", "。", "，", "。"]
+    assert all(ch not in "，。！" for line in lines for ch in line[:-1])
+    assert poem[0] == "山" and poem[6] == "水"
+
+
+def test_streaming_pieces_equal_the_whole_and_memory_stays_flat(vocab):
+    model = make_model(vocab, hidden_sizes=(4,))
+    sampler = Sampler(model, vocab)
+    cfg = SampleConfig(prompt="ab", length=500, seed=9, chunk=37)
+    assert "".join(sampler.stream(cfg)) == sampler.generate(cfg)[0]
+    big = 1_000_000 if core.backend() == "numba" else 4_000      # the interpreted build is slow
+
+    def peak(length):
+        tracemalloc.start()
+        total = sum(len(piece) for piece in sampler.stream(SampleConfig(length=length, chunk=4096)))
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert total > 0
+        return top
+    # a 25x longer sample may not need more memory: pieces are yielded and dropped
+    assert peak(big) < 1.5 * peak(big // 25) + 200_000
+
+
+def test_beam_search_scores_at_least_as_well_as_greedy(vocab):
+    model = make_model(vocab, hidden_sizes=(8,), scale=1.0)
+    sampler = Sampler(model, vocab)
+    length = 12
+
+    def log_prob(text):
+        ids = np.concatenate([sampler.encode_prompt("ab"), vocab.encode(text)])
+        logits = model.forward(ids.reshape(1, -1))[0][0].astype(np.float64)
+        logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return sum(logp[t, ids[t + 1]] for t in range(1, len(ids) - 1))
+    greedy = sampler.generate(SampleConfig(prompt="ab", length=length, greedy=True))[0]
+    beam = sampler.generate(SampleConfig(prompt="ab", length=length, beam=4, length_penalty=0.0))[0]
+    assert len(beam) == len(greedy) == length
+    assert log_prob(beam) >= log_prob(greedy) - 1e-5   # float32 logits: compare to 1e-5
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("temperature", 0.0, "temperature: got 0.0"),
+    ("temperature", float("nan"), "temperature: got nan"),
+    ("top_k", -1, "top_k: got -1"),
+    ("top_p", 0.0, r"top_p: got 0.0, expected a number in \(0, 1\]"),
+    ("top_p", 1.5, "top_p: got 1.5"),
+    ("length", -5, "length: got -5, expected an integer >= 0"),
+    ("n", 0, "n: got 0"),
+    ("poem_line", 6, "poem_line: got 6"),
+])
+def test_bad_settings_are_refused(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        SampleConfig(**{field: value})
+
+
+def test_unknown_prompt_symbols(vocab):
+    sampler = Sampler(make_model(vocab), vocab)
+    with pytest.raises(UnknownSymbolError, match=r"prompt: 2 distinct symbol\(s\).*'Z'.*'Q'|prompt: 2 distinct symbol\(s\).*'Q'.*'Z'"):
+        sampler.generate(SampleConfig(prompt="abZQ", length=3))
+    assert len(sampler.generate(SampleConfig(prompt="abZQ", length=3, unknown="skip"))[0]) == 3
+
+
+def test_empty_prompt_starts_from_the_start_token_or_a_newline(vocab):
+    sampler = Sampler(make_model(vocab), vocab)
+    assert sampler.encode_prompt("").tolist() == [vocab.id_of("\n")]
+    tang = CharVocab.build("ab", specials=TANG_SPECIALS)
+    assert Sampler(make_model(tang), tang).encode_prompt("").tolist() == [tang.specials["start"]]
+
+
+def test_sample_text_shortcut(vocab):
+    text = sample_text(make_model(vocab), vocab, prompt="ab", length=25, temperature=0.8, seed=3)
+    assert len(text) == 25 and set(text) <= set(vocab.tokens)
