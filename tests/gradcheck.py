@@ -1,17 +1,10 @@
-"""Finite-difference gradient checking and close-comparison helpers for the tests.
+"""Gradient-check assertions for the tests, on top of ``minilstm.gradcheck``.
 
-The check, for a scalar function L of arrays and an analytic gradient G of one of them:
+The numerical gradient (fourth-order central differences, h = 1e-4, float64) and the relative
+error with its floor are defined and explained in ``minilstm/gradcheck.py``; here they become
+assertions whose failures name the tensor, the worst error and where it is:
 
-    numeric_i = (-L(x + 2h e_i) + 8 L(x + h e_i) - 8 L(x - h e_i) + L(x - 2h e_i)) / (12 h)
-
-(the fourth-order central difference: truncation error O(h^4), so with h = 1e-4 in float64 the
-truncation error is ~1e-16 and the rounding error ~1e-16 * |L| / h ~ 1e-12 * |L|), and
-
-    rel_i = |G_i - numeric_i| / max(|G_i|, |numeric_i|, floor)          max_i rel_i <= 1e-6
-
-The floor (default 1e-3) keeps the ratio meaningful for entries that are zero or nearly so: for
-those the condition reads |G_i - numeric_i| <= 1e-9, an absolute bound still ~1000x tighter
-than any real bug but looser than the rounding error above for the |L| ~ 10 losses we use.
+    rel_i = |G_i - numeric_i| / max(|G_i|, |numeric_i|, 1e-3)          max_i rel_i <= 1e-6
 
 Losses are formed as sum(output * U) with a *random* upstream gradient U, never all-ones, so
 every output element is weighted differently and a transposed or permuted gradient is caught.
@@ -20,31 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-STEP = 1e-4
-FLOOR = 1e-3
-RTOL = 1e-6
-
-
-def numerical_gradient(loss, x: np.ndarray, step: float = STEP) -> np.ndarray:
-    """d loss() / d x by the fourth-order central difference; ``loss`` reads ``x`` in place."""
-    assert x.dtype == np.float64, "gradient checks run in float64"
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        values = []
-        for k in (2, 1, -1, -2):
-            flat[i] = old + k * step
-            values.append(loss())
-        flat[i] = old
-        gflat[i] = (-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * step)
-    return grad
-
-
-def relative_errors(analytic, numeric, floor: float = FLOOR) -> np.ndarray:
-    analytic, numeric = np.asarray(analytic, np.float64), np.asarray(numeric, np.float64)
-    scale = np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), floor)
-    return np.abs(analytic - numeric) / scale
+from minilstm.gradcheck import FLOOR, RTOL, numerical_gradient, relative_errors  # noqa: F401
 
 
 def check_gradient(name: str, analytic, numeric, rtol: float = RTOL, floor: float = FLOOR) -> float:
