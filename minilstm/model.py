@@ -259,6 +259,14 @@ class LanguageModel:
         self._tape = tape
         return logits.reshape(T, B, -1).transpose(1, 0, 2), loss, new_state
 
+    def lstm_caches(self) -> list:
+        """Each layer's ``core.LSTMCache`` from the last forward: post-activation gates
+        [i, f, o, g], cell states, tanh of the cells and hidden states, all (T, B, .), exactly as
+        the kernels computed them (for analysis; the next forward or backward drops them)."""
+        if self._tape is None:
+            raise RuntimeError("LanguageModel.lstm_caches: run forward first (backward clears them)")
+        return [cache for cache, _ in self._tape.layers]
+
     # ------------------------------------------------------------------ backward
     def backward(self) -> None:
         """Adds d(mean loss)/d(params) into ``params.grad``; needs a training-mode forward with targets."""
