@@ -142,9 +142,12 @@ def child_startup():
 
 
 def run_child(args, env=None):
+    """Run this script in a fresh process with ``args``; its last stdout line is JSON."""
     start = time.perf_counter()
     out = subprocess.run([sys.executable, __file__] + args, capture_output=True, text=True,
-                         env={**os.environ, **(env or {})}, check=True)
+                         env={**os.environ, **(env or {})})
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark subprocess {args} failed:\n{out.stderr[-2000:]}")
     total = time.perf_counter() - start
     return json.loads(out.stdout.strip().splitlines()[-1]), total
 
@@ -209,7 +212,7 @@ def main():
         forward_rows.append([f"B={B} T={T} H={H} L={L}", fmt(forwards.get("numba")), fmt(forwards["numpy"]),
                              fmt(torch_fwd), f"{torch_fwd / ours_fwd:.2f}x" if torch_fwd else "n/a"])
         raw.append(dict(B=B, T=T, H=H, L=L, step=steps, forward=forwards, flops=flops, memory_mb=memory))
-        print(f"  measured B={B} T={T} H={H} L={L}", file=sys.stderr, flush=True)
+        print(f"  measured B={B} T={T} H={H} L={L}: " + " | ".join(step_rows[-1]), file=sys.stderr, flush=True)
 
     print("## Training step (forward + backward + clip norm + Adam), median seconds\n")
     print(common.markdown_table(
