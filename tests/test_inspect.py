@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -259,6 +260,53 @@ def test_cell_html_structure_escaping_and_data(vocab, tmp_path):
     expected = {f"#{s.quantity}-{s.layer}-{s.unit}" for units in found.values() for v in units.values() for s in v}
     assert expected and set(parser.links) == expected
     assert not list(tmp_path.glob(".*.tmp")), "the atomic write left a temporary file"
+
+
+NODE_HARNESS = """
+const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const spans = Array.from({length: input.n}, () => ({style: {}}));
+const quiet = {addEventListener() {}};
+const elements = {data: {textContent: input.data}, text: Object.assign({children: spans}, quiet),
+                  quantity: Object.assign({value: ""}, quiet), layer: Object.assign({value: ""}, quiet),
+                  unit: Object.assign({value: ""}, quiet), status: {}, showing: {}};
+global.document = {getElementById: (id) => elements[id]};
+global.window = {location: {hash: input.hash}, addEventListener() {}};
+global.atob = (s) => Buffer.from(s, "base64").toString("latin1");
+eval(input.script);
+console.log(JSON.stringify({colours: spans.map((s) => s.style.backgroundColor),
+                            showing: elements.showing.textContent, unit: elements.unit.value}));
+"""
+
+
+def expected_colours(values):
+    """The page's diverging scale, in Python: white to blue (v < 0) or red (v > 0) by |v|."""
+    white, blue, red = np.array([247, 247, 247]), np.array([33, 102, 172]), np.array([178, 24, 43])
+    colours = []
+    for v in values:
+        end = blue if v < 0 else red
+        rgb = np.floor(white + min(abs(v), 1) * (end - white) + 0.5).astype(int)   # JS Math.round
+        colours.append("rgb(" + ",".join(map(str, rgb)) + ")")
+    return colours
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the page's script")
+def test_page_script_colours_the_chosen_unit(vocab):
+    """Runs the page's own JavaScript in node against a minimal DOM stand-in."""
+    rec = record(tiny_model(vocab, hidden_sizes=(5, 4)), vocab, TEXT)
+    found = {"cell": find_property_units(rec, top=1)}
+    parser = PageParser()
+    parser.feed(cell_html(rec, property_units=found))
+    scripts = {attrs.get("id"): body for attrs, body in parser.scripts}
+    first = next(units[0] for units in found["cell"].values() if units)
+    for hash_, (q, layer, unit) in (("#hidden-1-2", ("hidden", 1, 2)), ("", ("cell", first.layer, first.unit))):
+        stdin = json.dumps({"n": len(rec), "data": scripts["data"], "script": scripts[None], "hash": hash_})
+        result = subprocess.run(["node", "-e", NODE_HARNESS], input=stdin, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        shown = json.loads(result.stdout)
+        stored = np.clip(np.rint((rec.activation(q, layer)[:, unit] + 1) * 127.5), 0, 255) / 127.5 - 1
+        assert shown["colours"] == expected_colours(stored), f"colours of {q} layer {layer} unit {unit}"
+        assert shown["unit"] == str(unit) and f"layer {layer}, unit {unit}" in shown["showing"]
 
 
 def test_embedded_json_cannot_close_its_script_element():
