@@ -21,6 +21,7 @@ import json
 import numpy as np
 
 from .._io import atomic_write_text
+from .properties import PROPERTIES
 from .recording import Recording
 
 QUANTITY_LABELS = {"cell": "cell state tanh(c)", "hidden": "hidden state h"}
@@ -138,7 +139,10 @@ def _index_table(property_units: dict) -> str:
                 f'(r={s.r:+.2f})</a>' for s in scores)
         else:
             links = '<span class="note">constant in this text (absent): nothing to correlate</span>'
-        rows.append(f"<tr><td>{html.escape(name)}</td><td>{links}</td></tr>")
+        known = PROPERTIES.get(name)
+        about = known.__doc__.strip().split("\n")[0] if known is not None else ""
+        rows.append(f'<tr><td>{html.escape(name)}</td><td class="note">{html.escape(about)}</td>'
+                    f"<td>{links}</td></tr>")
     return "\n".join(rows)
 
 
@@ -178,7 +182,7 @@ def cell_html(recording: Recording, *, property_units: dict | None = None,
              else f"the first {n} of {len(recording)} characters")
     index = "".join(
         f"<h3>{html.escape(QUANTITY_LABELS.get(q, q))}</h3><table><tr><th>property</th>"
-        f"<th>most correlated units (Pearson r)</th></tr>\n{_index_table(units)}</table>"
+        f"<th>meaning</th><th>most correlated units (Pearson r)</th></tr>\n{_index_table(units)}</table>"
         for q, units in property_units.items())
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',

@@ -20,6 +20,8 @@ from .. import core
 from ..model import LanguageModel
 
 SATURATION_GATES = ("input", "forget", "output")
+ACTIVATION_FIELDS = ("input_gate", "forget_gate", "output_gate", "candidate", "cell", "tanh_cell",
+                     "hidden")
 
 
 @dataclass
@@ -68,10 +70,6 @@ class Recording:
         return getattr(self, name)[layer]
 
 
-ACTIVATION_FIELDS = ("input_gate", "forget_gate", "output_gate", "candidate", "cell", "tanh_cell",
-                     "hidden")
-
-
 def record(model: LanguageModel, vocab, text: str, *, chunk: int = 512,
            unknown: str = "error") -> Recording:
     """Run ``model`` over ``text`` and record every gate, cell and hidden state and each token's loss.
@@ -84,7 +82,8 @@ def record(model: LanguageModel, vocab, text: str, *, chunk: int = 512,
 
     The model runs in eval mode (no dropout) and is put back in the mode it was in. Each forward
     replaces the model's pending backward pass, so do not call this between a training forward
-    and its backward.
+    and its backward. Memory: the recording holds 7*T*sum(H) floats of the model's dtype (plus
+    the forward pass's caches and logits for one chunk).
     """
     check_model_and_vocab("record", model, vocab)
     if not isinstance(text, str):
