@@ -21,7 +21,8 @@ Networks", for any minilstm model and text:
 """
 from .cell_html import cell_html, write_cell_html
 from .gradient_flow import (GradientFlow, VanillaRNN, gradient_flow, lstm_gradient_flow,
-                            lstm_state_gradients, lstm_window_gradients, output_gradient, rnn_gradient_flow, sample_windows)
+                            lstm_state_gradients, lstm_window_gradients, output_gradient,
+                            rnn_gradient_flow, sample_windows)
 from .plots import plot_gate_saturation, plot_gradient_flow, plot_per_position_loss
 from .position_loss import PositionLoss, per_position_loss
 from .properties import (CHAR_CLASSES, PROPERTIES, UnitScore, char_class, correlations,

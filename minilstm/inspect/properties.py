@@ -26,7 +26,7 @@ CHAR_CLASSES = ("letters", "spaces", "punctuation", "newlines", "digits", "other
 
 
 def inside_quotes(tokens) -> np.ndarray:
-    """1 from an opening quote up to (not including) the closing one: ``"`` toggles, “ opens, ” closes."""
+    """1 from an opening quote up to (not including) the closing one (" toggles, “ opens, ” closes)."""
     inside, out = False, np.zeros(len(tokens))
     for t, token in enumerate(tokens):
         if token == '"':
@@ -66,7 +66,7 @@ def after_newline(tokens) -> np.ndarray:
 
 
 def vowel(tokens) -> np.ndarray:
-    """1 after a vowel (a, e, i, o, u), 0 after another letter, NaN after anything else."""
+    """1 after a vowel (a, e, i, o, u), 0 after another letter; other characters do not count (NaN)."""
     return np.array([1.0 if token in VOWELS else 0.0 if token.isalpha() else np.nan
                      for token in tokens])
 
@@ -85,7 +85,7 @@ def is_speaker_line(line: str) -> bool:
 
 
 def speaker_name(tokens) -> np.ndarray:
-    """1 on the characters of a speaker heading (see :func:`is_speaker_line`), newline excluded."""
+    """1 on the characters of a speaker heading such as "ROMEO:" (its newline excluded)."""
     out, start = np.zeros(len(tokens)), 0
     for t in range(len(tokens) + 1):
         if t == len(tokens) or tokens[t] == "\n":
