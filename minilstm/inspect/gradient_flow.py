@@ -111,7 +111,10 @@ def output_gradient(model: LanguageModel, z: np.ndarray, logits: np.ndarray, tar
     cfg, P = model.config, model.params
     _, dlogits, count = core.softmax_cross_entropy(logits, targets, need_grad=True)
     dlogits *= count                                   # mean -> sum over the counted rows
-    scratch = {name: np.zeros_like(P[name]) for name in P.names()}
+    tied = cfg.tie_weights
+    W_out = "embed.weight" if tied else "out.W"
+    scratch = {name: np.zeros_like(P[name]) for name in P.names()     # parameter gradients: unused
+               if name == W_out or name.startswith(("head.", "out."))}
     out_in = z
     if cfg.head_hidden:                                # rebuild the head's forward caches
         a = core.linear_forward(z, P["head.W"], P["head.b"])
@@ -122,8 +125,6 @@ def output_gradient(model: LanguageModel, z: np.ndarray, logits: np.ndarray, tar
                                               model.buffers["head.norm.running_mean"].copy(),
                                               model.buffers["head.norm.running_var"].copy(), training=False)
         out_in = core.relu_forward(a)
-    tied = cfg.tie_weights
-    W_out = "embed.weight" if tied else "out.W"
     dz = core.linear_backward(dlogits, out_in, P[W_out], scratch[W_out], scratch["out.b"],
                               transposed=tied)         # logits = linear(out_in, W_out, out.b)
     if cfg.head_hidden:
