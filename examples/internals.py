@@ -90,15 +90,15 @@ def smoke_train(model, ids, steps: int = 40, seed: int = 0) -> float:
 
 
 def smoke_setup(args) -> tuple:
-    """A tiny, briefly trained model saved to a temporary checkpoint, its text, small settings."""
-    directory = Path(tempfile.mkdtemp(prefix="minilstm-internals-"))
+    """A tiny, briefly trained model saved as smoke.ckpt in the output directory (a new
+    temporary one without --out), its text, and settings small enough for that text."""
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="minilstm-internals-"))
     vocab = CharVocab.build(SMOKE_TEXT)
     model = LanguageModel(ModelConfig(vocab_size=len(vocab), embedding_dim=4, hidden_sizes=(8, 8)))
     smoke_train(model, vocab.encode(SMOKE_TEXT).astype(np.int64))
-    checkpoint = save_model(directory / "smoke.ckpt", model, vocab)
+    checkpoint = save_model(out / "smoke.ckpt", model, vocab)
     args.window = args.position_window = 20
     args.windows = 4
-    out = Path(args.out) if args.out else directory / "internals"
     return checkpoint, SMOKE_TEXT, out
 
 
