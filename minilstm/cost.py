@@ -129,21 +129,32 @@ def step_flops(config: ModelConfig, batch_size: int, seq_len: int) -> int:
     return sum(2 * m * k * n * count for m, k, n, count in matmul_shapes(config, batch_size, seq_len))
 
 
+PROBE_MULTIPLY_ADDS = 1 << 24      # larger products are timed on fewer rows and scaled up
+
+
 def probe_matmul(shapes, dtype="float32", seconds: float = 0.05, clock=time.perf_counter) -> dict:
     """Measured seconds per product for each distinct ``(m, k, n)`` in ``shapes``.
 
     Each shape is timed at least once (after one untimed warm-up) and repeated while its share of
     the ``seconds`` budget lasts; the fastest repetition is kept (the least disturbed by other
-    work on the machine).
+    work on the machine). A product above ``PROBE_MULTIPLY_ADDS`` is timed with its largest
+    dimension halved until it fits, and the time scaled back by the ratios (time grows linearly in
+    each dimension while the others are fixed); the shape stays as close as it can to the real
+    one, and a large output layer neither stretches the probe nor allocates its (N, V) matrices.
     """
     distinct = sorted({(m, k, n) for m, k, n, *_ in shapes})
     share = seconds / max(1, len(distinct))
     rng = np.random.default_rng(0)
     timings = {}
     for m, k, n in distinct:
-        a = rng.standard_normal((m, k)).astype(dtype)
-        b = rng.standard_normal((k, n)).astype(dtype)
-        out = np.empty((m, n), dtype)
+        m1, k1, n1 = dims = [m, k, n]
+        while dims[0] * dims[1] * dims[2] > PROBE_MULTIPLY_ADDS:
+            largest = dims.index(max(dims))
+            dims[largest] = (dims[largest] + 1) // 2
+        m1, k1, n1 = dims
+        a = rng.random((m1, k1), dtype=np.float64).astype(dtype)
+        b = rng.random((k1, n1), dtype=np.float64).astype(dtype)
+        out = np.empty((m1, n1), dtype)
         np.dot(a, b, out)
         best, start = math.inf, clock()
         while True:
@@ -152,7 +163,7 @@ def probe_matmul(shapes, dtype="float32", seconds: float = 0.05, clock=time.perf
             best = min(best, clock() - t0)
             if clock() - start >= share:
                 break
-        timings[(m, k, n)] = max(best, 1e-9)
+        timings[(m, k, n)] = max(best, 1e-9) * (m / m1) * (n / n1) * (k / k1)
     return timings
 
 
