@@ -133,6 +133,7 @@ class Trainer:
         self.log = MetricsLog(None if self.out_dir is None else self.out_dir / "metrics.jsonl")
         self._stop_request = None
         self._saved_step = None             # step of the last last.ckpt written by this trainer
+        self._prepared = False              # out_dir checked (and the log started) by a fit()
         if checkpoint is not None:
             self._restore(checkpoint)
 
@@ -198,7 +199,7 @@ class Trainer:
         """Train until a budget, early stopping, a signal or :meth:`request_stop` ends the run."""
         from .train_loop import run_loop    # imported here: train_loop imports train_step from this module
         self._started, self._base_elapsed = self.clock(), self.run.elapsed_s
-        self._progress = None
+        self._progress, self._stop_request, first_record = None, None, len(self.log.records)
         with StopSignals(self.config.handle_signals) as signals:
             try:
                 self._prepare_out_dir()
@@ -213,11 +214,13 @@ class Trainer:
                  f"{self.elapsed():.1f} s in total")
         return FitResult(status, reason, self.run.step, self.epoch_position(), self.run.best_val_loss,
                          self.run.best_step, self.run.last_eval, self.run.elapsed_s,
-                         None if self.out_dir is None else self.out_dir / "last.ckpt", list(self.log.records))
+                         None if self.out_dir is None else self.out_dir / "last.ckpt",
+                         self.log.records[first_record:])
 
     def _prepare_out_dir(self) -> None:
-        if self.out_dir is None:
-            return
+        if self.out_dir is None or self._prepared:
+            return                           # a second fit() continues this trainer's own run
+        self._prepared = True
         last = self.out_dir / "last.ckpt"
         if self.resumed_from is None and last.exists():
             if not self.config.overwrite:

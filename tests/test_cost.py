@@ -76,6 +76,9 @@ def test_probe_and_time_estimate():
     timings = probe_matmul([(4, 5, 6, 10), (4, 5, 6, 1), (2, 3, 4, 1)], seconds=0.004, clock=fake_clock)
     assert set(timings) == {(4, 5, 6), (2, 3, 4)}
     assert all(t == pytest.approx(1e-3) for t in timings.values())   # one reading apart
+    big = probe_matmul([(4096, 4096, 4096, 1)], seconds=0.0, clock=fake_clock)
+    # timed as (256, 256, 256), 2**24 multiply-adds, and scaled back by 16 in each dimension
+    assert big[(4096, 4096, 4096)] == pytest.approx(1e-3 * 16 ** 3)
     estimate = time_estimate(ModelConfig(vocab_size=20, embedding_dim=8, hidden_sizes=(16,)), 4, 10,
                              probe_seconds=0.02)
     assert estimate.seconds > 0 and estimate.flops == step_flops(

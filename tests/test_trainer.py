@@ -15,7 +15,8 @@ from minilstm.model_io import load_model
 from minilstm.train import TrainConfig, Trainer
 from minilstm.train_checkpoint import load_training_checkpoint
 from minilstm.train_data import evaluate, validation_set
-from trainer_helpers import TRAIN, VAL, VOCAB, eval_records, make_trainer, poems, tiny_config, tiny_model
+from trainer_helpers import (TRAIN, VAL, VOCAB, eval_records, make_trainer, poems, tiny_config, tiny_model,
+                             train_records)
 
 
 def test_fit_learns_and_leaves_loadable_checkpoints(tmp_path):
@@ -304,3 +305,25 @@ def test_on_step_callback_can_stop_the_run():
     trainer = Trainer(tiny_model(), tiny_config(), TRAIN, VAL, VOCAB, stream=io.StringIO(), on_step=on_step)
     result = trainer.fit()
     assert (result.status, result.reason, seen) == ("stopped", "enough for this test", [1, 2, 3, 4])
+
+
+def test_a_second_fit_continues_the_same_run(tmp_path):
+    def stop_once(trainer, record):
+        if record["step"] == 4:
+            trainer.request_stop("pause")
+    paused = Trainer(tiny_model(dropout=0.2), tiny_config(max_steps=10, max_epochs=0, eval_every=3), TRAIN, VAL,
+                     VOCAB, tmp_path / "a", stream=io.StringIO(), on_step=stop_once)
+    assert paused.fit().status == "stopped"
+    paused.on_step = None
+    second = paused.fit()
+    assert (second.status, second.step, [r["step"] for r in second.records][0]) == ("finished", 10, 5)
+    straight = make_trainer(tmp_path / "b", model=tiny_model(dropout=0.2), max_steps=10, max_epochs=0, eval_every=3)
+    straight.fit()
+    assert np.array_equal(paused.model.params.data, straight.model.params.data)
+    for records in (train_records, eval_records):
+        assert records(paused.log.read()) == records(straight.log.read())
+
+
+def test_eval_batches_limits_validation():
+    trainer = make_trainer(eval_batches=2, eval_batch_size=3)
+    assert len(trainer.validation.batches) == 2 and trainer.validation.tokens == 2 * 3 * 8

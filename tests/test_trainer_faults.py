@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from minilstm._signals import StopSignals
 from minilstm.model_io import load_model
 from minilstm.train import NonFiniteError, Trainer
 from minilstm.train_checkpoint import load_training_checkpoint
@@ -91,6 +92,19 @@ def test_a_huge_learning_rate_never_reaches_a_checkpoint(tmp_path):
         saved = load_training_checkpoint(path)
         assert np.isfinite(saved.loaded.model.params.data).all()
         assert all(np.isfinite(a).all() for a in saved.optimizer_arrays.values())
+
+
+def test_stop_signals_flag_then_force_and_restore():
+    before = signal.getsignal(signal.SIGINT)
+    with StopSignals() as stop:
+        assert stop.installed and stop.received is None
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.received == "SIGTERM"              # the first signal only asks to stop
+        with pytest.raises(KeyboardInterrupt, match="second SIGINT"):
+            os.kill(os.getpid(), signal.SIGINT)        # a second Ctrl-C does not wait
+    assert signal.getsignal(signal.SIGINT) is before and not stop.installed
+    with StopSignals(enabled=False) as off:
+        assert not off.installed and signal.getsignal(signal.SIGINT) is before
 
 
 def _child_env():
