@@ -174,7 +174,6 @@ class Trainer:
 
     def _restore(self, checkpoint) -> None:
         where = f"resume from {self.resumed_from}"
-        copy_model_state(checkpoint.loaded.model, self.model)
         if self.vocab is not None and checkpoint.loaded.vocab is not None and self.vocab != checkpoint.loaded.vocab:
             raise ValueError(f"{where}: the vocabulary differs from the checkpoint's")
         mine = self.data.describe()
@@ -182,6 +181,7 @@ class Trainer:
             changed = [k for k in mine if checkpoint.data.get(k) != mine[k]]
             raise ValueError(f"{where}: the training data differ from the checkpoint's ({', '.join(changed)}): "
                              f"saved {checkpoint.data}, now {mine}")
+        copy_model_state(checkpoint.loaded.model, self.model)     # only once nothing contradicts it
         self.optimizer.load_state(checkpoint.optimizer_arrays, checkpoint.optimizer_meta)
         restore_rng(self.model.dropout_rng, checkpoint.rng["dropout"], "dropout")
         if checkpoint.rng.get("data") is not None:

@@ -1,7 +1,8 @@
 """The body of ``Trainer.fit``: steps, logging, validation, early stopping and checkpoints.
 
 Kept apart from :mod:`minilstm.train` so that each piece stays readable; the functions take the
-trainer as their first argument and use only its public attributes and helpers.
+trainer as their first argument and work on its state (run position, carried state, progress
+display, the step of the last save).
 
 Order within one step (the order a resumed run must reproduce):
 

@@ -259,8 +259,11 @@ def test_resume_refuses_other_trajectory_data_or_model(tmp_path):
     make_trainer(tmp_path, max_steps=3, max_epochs=0).fit()
     with pytest.raises(ValueError, match=r"batch_size \(checkpoint 4, now 2\), lr \(checkpoint 0.002, now 0.01\)"):
         make_trainer(tmp_path, max_steps=6, max_epochs=0, resume="auto", lr=0.01, batch_size=2)
+    model = tiny_model()
+    before = model.params.data.copy()
     with pytest.raises(ValueError, match="the training data differ from the checkpoint's"):
-        make_trainer(tmp_path, train=TRAIN[:-8], max_steps=6, max_epochs=0, resume="auto")
+        make_trainer(tmp_path, model=model, train=TRAIN[:-8], max_steps=6, max_epochs=0, resume="auto")
+    assert np.array_equal(model.params.data, before)          # a refused resume leaves the model alone
     with pytest.raises(ValueError, match="model configuration"):
         make_trainer(tmp_path, model=tiny_model(hidden_sizes=(10,)), max_steps=6, max_epochs=0, resume="auto")
     with pytest.raises(FileNotFoundError, match="TrainConfig.resume: checkpoint .*nope.ckpt does not exist"):
