@@ -95,7 +95,7 @@ def prepare_run(args, text: str | None = None, **train_overrides) -> PreparedRun
     else:
         vocab = build_vocab(data_cfg, text)
         # a capped word vocabulary maps the words it dropped to <unk>; otherwise nothing is unknown
-        ids = vocab.encode(text, unknown="unk" if data_cfg.level == "word" and data_cfg.max_vocab else "error")
+        ids = vocab.encode(text, unknown="map" if data_cfg.level == "word" and data_cfg.max_vocab else "error")
         model = LanguageModel(dataclass_from_args(ModelConfig, args, rename=MODEL_RENAME, vocab_size=len(vocab)))
     splits = split_ids(ids, (1.0 - data_cfg.val_fraction, data_cfg.val_fraction, 0.0))
     if len(splits.val) < 2:
