@@ -58,6 +58,7 @@ class TrainConfig:
     # evaluation and early stopping
     eval_every: int = 1000          # validate every this many steps (0: only at epoch ends)
     eval_at_epoch_end: bool = True  # also validate after every epoch
+    eval_at_end: bool = True        # also validate when a budget or a stop request ends the run between evaluations
     eval_batch_size: int = 0        # B of validation batches (auto: batch_size)
     eval_batches: int = 0           # validate on the first this many batches only (0: the whole split)
     patience: int = 0               # stop after this many evaluations without improvement (0: never)

@@ -96,6 +96,10 @@ def run_loop(trainer, signals) -> tuple:
             save(trainer, f"epoch-{run.epoch:03d}")
     if window.steps:
         _log_train(trainer, window, record)
+    last_eval_step = (run.last_eval or {}).get("step")
+    if (cfg.eval_at_end and trainer.validation is not None and steps_this_call and status == "finished"
+            and last_eval_step != run.step):
+        validate(trainer)                  # score the final parameters too (a budget rarely ends on an eval step)
     if steps_this_call or trainer._saved_step != run.step:
         save(trainer, "last", status)      # also records how the run ended
     trainer.run.elapsed_s = trainer.elapsed()

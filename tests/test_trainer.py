@@ -276,7 +276,7 @@ def test_cosine_schedule_resolves_its_length_from_the_budget():
     with pytest.raises(ValueError, match="TrainConfig.lr_decay_steps: the cosine schedule needs"):
         make_trainer(schedule="cosine", max_epochs=0, max_seconds=5.0)
     result = make_trainer(schedule="cosine", max_steps=10, max_epochs=0, warmup_steps=2, min_lr=1e-4).fit()
-    rates = [r["lr"] for r in result.records]
+    rates = [r["lr"] for r in result.records if r["kind"] == "train"]
     assert rates[0] == pytest.approx(1e-3) and rates[1] == pytest.approx(2e-3) and rates[-1] < 3e-4
 
 
@@ -330,3 +330,19 @@ def test_a_second_fit_continues_the_same_run(tmp_path):
 def test_eval_batches_limits_validation():
     trainer = make_trainer(eval_batches=2, eval_batch_size=3)
     assert len(trainer.validation.batches) == 2 and trainer.validation.tokens == 2 * 3 * 8
+
+
+def test_a_budget_ending_between_evaluations_still_scores_the_final_parameters(tmp_path):
+    """max_steps=10 with eval_every=4: evaluations at 4 and 8, then one more at 10 (eval_at_end);
+    the extra pass leaves the trajectory alone, and a run ending on an evaluation step is not
+    evaluated twice."""
+    on = make_trainer(tmp_path / "on", max_steps=10, max_epochs=0, eval_every=4)
+    off = make_trainer(tmp_path / "off", max_steps=10, max_epochs=0, eval_every=4, eval_at_end=False)
+    result_on, result_off = on.fit(), off.fit()
+    assert [r["step"] for r in result_on.records if r["kind"] == "eval"] == [4, 8, 10]
+    assert [r["step"] for r in result_off.records if r["kind"] == "eval"] == [4, 8]
+    assert result_on.last_eval["step"] == 10 and result_off.last_eval["step"] == 8
+    assert np.array_equal(on.model.params.data, off.model.params.data)
+    assert train_records(result_on.records) == train_records(result_off.records)
+    ends_on_eval = make_trainer(tmp_path / "eight", max_steps=8, max_epochs=0, eval_every=4).fit()
+    assert [r["step"] for r in ends_on_eval.records if r["kind"] == "eval"] == [4, 8]
