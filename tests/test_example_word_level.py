@@ -16,21 +16,26 @@ from minilstm.model_io import load_model
 SCRIPT = REPO / "examples" / "word_level.py"
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("word_level_example", SCRIPT)
+def load_example(script=SCRIPT):
+    """An example script as a module (examples/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{script.stem}_example", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """One --smoke run in a subprocess, shared by the tests that read its output."""
-    out = tmp_path_factory.mktemp("word_level_smoke")
-    result = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--out", str(out)], cwd=REPO,
+def run_smoke(script, out) -> tuple:
+    """``script --smoke --out out`` in a subprocess from the repository; (out, stdout) once it exits 0."""
+    result = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(out)], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return out, result.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One --smoke run in a subprocess, shared by the tests that read its output."""
+    return run_smoke(SCRIPT, tmp_path_factory.mktemp("word_level_smoke"))
 
 
 def section(stdout: str, name: str) -> str:
