@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from test_example_word_level import load_example, run_smoke
+from example_helpers import load_example, run_smoke
 
 SCRIPT = REPO / "examples" / "finetune.py"
 

@@ -1,7 +1,6 @@
 """examples/word_level.py: --help, the --smoke run in a subprocess (files, printed sections,
 generated words in the vocabulary), the sliding window's context limit, argument errors, and a
 short run on the real tiny Shakespeare corpus."""
-import importlib.util
 import json
 import math
 import subprocess
@@ -11,25 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO
+from example_helpers import load_example, run_smoke
 from minilstm.model_io import load_model
 
 SCRIPT = REPO / "examples" / "word_level.py"
-
-
-def load_example(script=SCRIPT):
-    """An example script as a module (examples/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"{script.stem}_example", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_smoke(script, out) -> tuple:
-    """``script --smoke --out out`` in a subprocess from the repository; (out, stdout) once it exits 0."""
-    result = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(out)], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return out, result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +65,7 @@ def test_smoke_generated_words_are_in_the_vocabulary(smoke):
 
 
 def test_sliding_window_sees_only_the_last_n_words(smoke):
-    example = load_example()
+    example = load_example(SCRIPT)
     out, _ = smoke
     loaded = load_model(out / "best.ckpt")
     model, vocab = loaded.model, loaded.vocab
@@ -108,7 +92,7 @@ def test_sliding_window_sees_only_the_last_n_words(smoke):
 
 
 def test_bad_arguments_name_the_flag_the_value_and_what_was_expected(tmp_path, capsys):
-    example = load_example()
+    example = load_example(SCRIPT)
     cases = [(["--words", "0"], "--words: got 0, expected an integer >= 1"),
              (["--window", "-2"], "--window: got -2"),
              (["--level", "char"], "--level: got 'char', expected 'word'"),
@@ -128,7 +112,7 @@ def test_bad_arguments_name_the_flag_the_value_and_what_was_expected(tmp_path, c
 
 def test_real_corpus_short_run(shared_file, tmp_path, capsys):
     corpus = shared_file("tinyshakespeare.txt")
-    example = load_example()
+    example = load_example(SCRIPT)
     result = example.main(["--data", str(corpus), "--out", str(tmp_path), "--hidden-sizes", "32",
                            "--embedding-dim", "16", "--max-vocab", "2000", "--max-steps", "40", "--max-seconds", "0",
                            "--seq-len", "16", "--batch-size", "16", "--eval-every", "20", "--eval-batches", "20",

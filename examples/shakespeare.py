@@ -1,0 +1,179 @@
+"""Train a character-level LSTM on Shakespeare in ten minutes on a laptop CPU, then write some.
+
+    python examples/shakespeare.py                         # the default: 10 minutes, then samples
+    python examples/shakespeare.py --max-seconds 120       # a shorter budget
+    python examples/shakespeare.py --data my.txt --hidden-sizes 256 256 --out runs/mine
+    python examples/shakespeare.py --smoke                 # a tiny model for a few seconds
+
+What it does:
+  1. finds the corpus: --data, else tiny Shakespeare from the user cache, a download, or the
+     complete works from a Python package (``minilstm.data.load_shakespeare`` says which);
+  2. splits it by position: the first 90 % trains, the last 10 % validates;
+  3. trains the default model (below) for the time budget with a progress bar, validating on the
+     whole validation split read as 64 continuous streams (state carried);
+  4. prints samples at two temperatures from two prompts (from the best checkpoint);
+  5. leaves in --out: best.ckpt (lowest validation loss), last.ckpt (resume with --resume auto),
+     metrics.jsonl, loss.png and samples.txt.
+
+The default configuration is the one that reached the lowest validation loss in a 10-minute
+budget on a 2-core CPU among the candidates compared with benchmarks/quality.py (see the README):
+a one-layer LSTM of 512 units over 64-wide character embeddings, 32 streams of 100 characters,
+Adam at 2e-3 with a cosine decay that ends when the time budget does. With only a time budget,
+the length of that decay is set from the measured time of a few training steps.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from minilstm._io import atomic_write_text
+from minilstm.model_io import load_model
+from minilstm.optimizers import make_optimizer
+from minilstm.sample import SampleConfig, Sampler
+from minilstm.train import train_step
+from minilstm.train_cli import add_train_arguments, prepare_run
+
+DATA_DEFAULTS = {"out": "runs/shakespeare"}
+MODEL_DEFAULTS = {"embedding_dim": 64, "hidden_sizes": (512,)}
+TRAIN_DEFAULTS = {"max_epochs": 0, "max_seconds": 600.0, "batch_size": 32, "seq_len": 100, "lr": 2e-3,
+                  "schedule": "cosine", "warmup_steps": 20, "min_lr": 4e-5, "eval_every": 200,
+                  "eval_batch_size": 64, "sample_prompt": "ROMEO:", "sample_length": 160}
+PROMPTS = ("ROMEO:", "The king")
+TEMPERATURES = (0.5, 1.0)
+
+SMOKE_TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and the king "
+              "is the sun.\n\nJULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\n\n") * 40
+SMOKE_MODEL = {"embedding_dim": 16, "hidden_sizes": (32,)}
+SMOKE_TRAIN = {"max_seconds": 0.0, "max_steps": 40, "batch_size": 8, "seq_len": 32, "eval_every": 20,
+               "eval_batch_size": 8, "sample_length": 40, "estimate": False}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shakespeare.py", description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny model on a built-in text for a few seconds (output in a temporary directory "
+                             "unless --out is given)")
+    parser.add_argument("--prompts", nargs="+", default=list(PROMPTS), help=f"sample prompts (default {PROMPTS})")
+    parser.add_argument("--temperatures", nargs="+", type=float, default=list(TEMPERATURES),
+                        help=f"sample temperatures (default {TEMPERATURES})")
+    parser.add_argument("--sample-chars", type=int, default=300, help="characters per final sample (default 300)")
+    parser.add_argument("--sample-seed", type=int, default=0, help="seed of the final samples (default 0)")
+    add_train_arguments(parser, data_defaults=DATA_DEFAULTS, model_defaults=MODEL_DEFAULTS,
+                        train_defaults=TRAIN_DEFAULTS)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.smoke:          # smoke sizes replace the defaults, but explicit flags still win
+        given = set(_given_flags(parser, argv))
+        for name, value in {**SMOKE_MODEL, **SMOKE_TRAIN}.items():
+            if name not in given:
+                setattr(args, name, value)
+        if "out" not in given:
+            args.out = tempfile.mkdtemp(prefix="minilstm-smoke-")
+            args.overwrite = True
+    if args.sample_chars < 1:
+        parser.error(f"--sample-chars: got {args.sample_chars}, expected a positive number of characters")
+    return args
+
+
+def _given_flags(parser, argv) -> list:
+    """Dests of the flags present on the command line."""
+    argv = sys.argv[1:] if argv is None else argv
+    flags = {opt: action.dest for action in parser._actions for opt in action.option_strings}
+    return [flags[a.split("=")[0]] for a in argv if a.split("=")[0] in flags]
+
+
+def seconds_per_step(run, repeats: int = 3) -> float:
+    """Median time of a training step of this model and batch shape, measured on a copy (the
+    run's own model and optimizer are not touched); the first, compiling, step is not counted."""
+    cfg = run.train_config
+    model = type(run.model)(run.model.config)
+    optimizer = make_optimizer(cfg.optimizer, model.params, **cfg.optimizer_options())
+    B, T = cfg.batch_size, cfg.seq_len
+    rows = np.lib.stride_tricks.sliding_window_view(run.train_ids[:B * T + 1], T + 1)[:B * T:T][:B]
+    if len(rows) < B:
+        return 0.0
+    times = []
+    for k in range(repeats + 1):
+        start = time.perf_counter()
+        train_step(model, optimizer, rows[:, :-1], rows[:, 1:], lr=cfg.lr)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[1:]))
+
+
+def fit_cosine_to_budget(run) -> float | None:
+    """A cosine schedule with only a time budget: end the decay where the budget should end;
+    returns the measured seconds per step (None when nothing was fitted).
+
+    Steps = (budget - validation time) / time per step, with validation estimated as a forward
+    pass (a third of a training step per token) over the validation split at each evaluation, and
+    10 % held back for noise: a decay that ends a little early then trains at ``min_lr``, which
+    costs less than one cut off before it ends.
+    """
+    cfg = run.train_config
+    if cfg.schedule != "cosine" or cfg.lr_decay_steps or cfg.max_steps or not cfg.max_seconds:
+        return None
+    step_s = seconds_per_step(run)
+    if step_s <= 0:
+        return None
+    tokens_per_step = cfg.batch_size * cfg.seq_len
+    eval_s = len(run.val_ids) / tokens_per_step * step_s / 3
+    steps = cfg.max_seconds / step_s
+    evaluations = steps / cfg.eval_every if cfg.eval_every else 1
+    steps = int(0.9 * (cfg.max_seconds - evaluations * eval_s) / step_s)
+    run.train_config = dataclasses.replace(cfg, lr_decay_steps=max(steps, cfg.warmup_steps + 1))
+    print(f"timing: {step_s:.3f} s per step of {tokens_per_step:,} tokens -> cosine decay over "
+          f"{run.train_config.lr_decay_steps:,} steps to fit {cfg.max_seconds:g} s")
+    return step_s
+
+
+def write_samples(out: Path, args) -> str:
+    loaded = load_model(out / "best.ckpt")
+    sampler = Sampler(loaded.model.eval(), loaded.vocab)
+    parts = []
+    for prompt in args.prompts:
+        for temperature in args.temperatures:
+            cfg = SampleConfig(prompt=prompt, length=args.sample_chars, temperature=temperature,
+                               seed=args.sample_seed, include_prompt=True, unknown="skip")
+            text = sampler.generate(cfg)[0]
+            parts.append(f"--- prompt {prompt!r}, temperature {temperature:g}\n{text}\n")
+    report = "\n".join(parts)
+    atomic_write_text(out / "samples.txt", report)
+    return report
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        run = prepare_run(args, text=SMOKE_TEXT if args.smoke and not args.data else None)
+        fit_cosine_to_budget(run)
+        result = run.trainer().fit()
+    except (ValueError, OSError) as exc:
+        print(f"shakespeare.py: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if result.best_val_loss is None or not (out / "best.ckpt").exists():
+        print("no validation ran, so there is no best checkpoint to sample from", file=sys.stderr)
+        return 1
+    print(f"\nbest validation loss {result.best_val_loss:.4f} nats/char "
+          f"({result.best_val_loss / np.log(2):.3f} bits/char) at step {result.best_step}\n")
+    print(write_samples(out, args))
+    for name in ("best.ckpt", "last.ckpt", "metrics.jsonl", "loss.png", "samples.txt"):
+        if (out / name).exists():
+            print(f"wrote {out / name}")
+    return 130 if result.status == "interrupted" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
