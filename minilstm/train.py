@@ -119,7 +119,7 @@ class Trainer:
         self.validation = None
         if val_data is not None:
             pad = getattr(getattr(self.data, "batches", None), "pad_id", None)
-            self.validation = validation_set(config.batching, val_data, config.eval_batch_size, config.seq_len,
+            self.validation = validation_set(config.eval_batching or config.batching, val_data, config.eval_batch_size, config.seq_len,
                                              vocab=vocab, pad_id=pad, max_batches=config.eval_batches)
         if config.sample_length and vocab is not None and config.sample_prompt:
             try:

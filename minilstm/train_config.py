@@ -59,6 +59,7 @@ class TrainConfig:
     eval_every: int = 1000          # validate every this many steps (0: only at epoch ends)
     eval_at_epoch_end: bool = True  # also validate after every epoch
     eval_at_end: bool = True        # also validate when a budget or a stop request ends the run between evaluations
+    eval_batching: str = ""         # validation layout: "" (as batching), "stream" (B continuous streams, state carried) or "windows" (zero-state windows of seq_len)
     eval_batch_size: int = 0        # B of validation batches (auto: batch_size)
     eval_batches: int = 0           # validate on the first this many batches only (0: the whole split)
     patience: int = 0               # stop after this many evaluations without improvement (0: never)
@@ -109,6 +110,8 @@ class TrainConfig:
                               ("lr_decay_unit", DECAY_UNITS)):
             if getattr(self, name) not in choices:
                 bad(name, f"one of {choices}")
+        if self.eval_batching and (self.eval_batching not in ("stream", "windows") or self.batching == "poems"):
+            bad("eval_batching", "'' (as batching), or 'stream' or 'windows' when batching is not 'poems'")
         if not number(self.lr) or self.lr <= 0:
             bad("lr", "a finite number > 0")
         if self.min_lr > self.lr:

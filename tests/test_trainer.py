@@ -346,3 +346,17 @@ def test_a_budget_ending_between_evaluations_still_scores_the_final_parameters(t
     assert train_records(result_on.records) == train_records(result_off.records)
     ends_on_eval = make_trainer(tmp_path / "eight", max_steps=8, max_epochs=0, eval_every=4).fit()
     assert [r["step"] for r in ends_on_eval.records if r["kind"] == "eval"] == [4, 8]
+
+
+def test_eval_batching_chooses_the_validation_layout_apart_from_training():
+    """Windows training validated as continuous streams (the state carried through the split),
+    and the other way round; poems cannot be read as streams."""
+    streamed = make_trainer(batching="windows", eval_batching="stream", eval_batch_size=3)
+    assert streamed.validation.carries_state and len(streamed.validation.batches[0].inputs) == 3
+    windowed = make_trainer(batching="stream", eval_batching="windows")
+    assert not windowed.validation.carries_state
+    assert not make_trainer(batching="windows").validation.carries_state
+    with pytest.raises(ValueError, match="TrainConfig.eval_batching: got 'stream'"):
+        tiny_config(batching="poems", eval_batching="stream")
+    with pytest.raises(ValueError, match="TrainConfig.eval_batching: got 'rows'"):
+        tiny_config(eval_batching="rows")
