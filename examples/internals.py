@@ -7,6 +7,7 @@ Writes, into --out:
     cells.html            cell highlighting: the text coloured by any unit's tanh(c) or h, with an
                           index of the units most correlated with quotes, brackets, line position,
                           newlines, vowels, speaker names and whitespace (self-contained, offline)
+    cells_*.png           the same highlighting as pictures, for the units of line position, quotes and speaker names
     gate_saturation.png   fraction of steps each unit's input/forget/output gate is < 0.1 or > 0.9
     gradient_flow.png     ||dL/dh|| and ||dL/dc|| against distance from the loss: the trained model,
                           the same architecture untrained, and a vanilla tanh RNN for contrast
@@ -37,6 +38,20 @@ from minilstm.train import train_step
 
 SMOKE_TEXT = ('ROMEO:\nShe said "come (quickly) now" and left [alone].\n\n'
               'JULIET:\nThen "stay", I cried (in vain), and wept.\n\n') * 6
+
+
+def cell_pictures(recording, found: dict, out: Path, chars: int) -> dict:
+    """cells_<property>.png: the text coloured by the unit most correlated with each of a few
+    properties (the pictures of cells.html, for pages that cannot run it)."""
+    written = {}
+    for name in ("line position", "inside quotes", "speaker name"):
+        if found.get(name):
+            best, key = found[name][0], "cells_" + name.replace(" ", "_")
+            written[key] = inspect.plot_cell_text(
+                recording, out / f"{key}.png", layer=best.layer, unit=best.unit,
+                max_chars=min(chars, 800), title=f"{name}: layer {best.layer} unit {best.unit}, "
+                                                  f"r = {best.r:+.2f} (tanh c: blue -1, red +1)")
+    return written
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -139,6 +154,7 @@ def main(argv=None) -> dict:
     written = {
         "cells": inspect.write_cell_html(recording, out / "cells.html", property_units=found,
                                          title=title, max_chars=args.html_chars),
+        **cell_pictures(recording, found["cell"], out, args.html_chars),
         "gate_saturation": inspect.plot_gate_saturation(recording, out / "gate_saturation.png"),
         "gradient_flow": inspect.plot_gradient_flow(flows, out / "gradient_flow.png"),
         "position_loss": inspect.plot_per_position_loss(positions, out / "position_loss.png"),

@@ -501,7 +501,8 @@ def test_example_help():
 def test_example_smoke_run(tmp_path, capsys):
     written = load_example().main(["--smoke", "--out", str(tmp_path)])
     out = capsys.readouterr().out
-    names = {"cells.html", "gate_saturation.png", "gradient_flow.png", "position_loss.png", "summary.json"}
+    names = {"cells.html", "gate_saturation.png", "gradient_flow.png", "position_loss.png", "summary.json",
+             "cells_line_position.png", "cells_inside_quotes.png", "cells_speaker_name.png"}
     assert {p.name for p in written.values()} == names
     for path in written.values():
         assert path.parent == tmp_path and path.stat().st_size > 0 and f"wrote {path}" in out
@@ -518,9 +519,28 @@ def test_example_on_a_checkpoint_and_text_file(vocab, tmp_path, capsys):
     written = example.main([str(checkpoint), "--text", str(tmp_path / "text.txt"), "--out",
                             str(tmp_path / "out"), "--window", "20", "--windows", "2",
                             "--position-window", "20", "--chars", "60"])
-    assert (tmp_path / "out" / "cells.html").is_file() and len(written) == 5
+    assert (tmp_path / "out" / "cells.html").is_file() and "cells_line_position.png" in {p.name for p in written.values()}
     assert "recorded 60 characters" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         example.parse_args([])                        # neither a checkpoint nor --smoke
     with pytest.raises(SystemExit):
         example.parse_args([str(checkpoint), "--chars", "0"])
+
+
+def test_cell_text_picture_colours_each_character_by_the_unit(vocab, tmp_path):
+    """One coloured cell per character: the pixel at a character's cell has the colour map's
+    colour for that unit's value there (a unit at +1 is red, -1 blue)."""
+    from matplotlib import colormaps
+    from matplotlib.image import imread
+    from minilstm.inspect import plot_cell_text
+    recording = record(tiny_model(vocab), vocab, TEXT)
+    path = plot_cell_text(recording, tmp_path / "cells.png", layer=0, unit=1, max_chars=30, columns=40, dpi=100)
+    image = imread(path)
+    values = np.clip(recording.activation("cell", 0)[:30, 1], -1, 1)
+    # the first character's cell: x from 0.1 in, y from 0.4 in, 0.11 x 0.2 in; sample its lower-left corner
+    pixel = image[int((0.4 + 0.17) * 100), int((0.1 + 0.01) * 100), :3]
+    expected = np.array(colormaps["bwr"](0.5 + 0.5 * values[0])[:3])
+    # 8-bit PNG rounding and anti-aliasing at the cell edge stay within 0.05 of the colour
+    assert np.abs(pixel - expected).max() < 0.05
+    with pytest.raises(ValueError, match="plot_cell_text: layer 0, unit 999"):
+        plot_cell_text(recording, tmp_path / "bad.png", layer=0, unit=999)

@@ -23,7 +23,7 @@ from .cell_html import cell_html, write_cell_html
 from .gradient_flow import (GradientFlow, VanillaRNN, gradient_flow, lstm_gradient_flow,
                             lstm_state_gradients, lstm_window_gradients, output_gradient,
                             rnn_gradient_flow, sample_windows)
-from .plots import plot_gate_saturation, plot_gradient_flow, plot_per_position_loss
+from .plots import plot_cell_text, plot_gate_saturation, plot_gradient_flow, plot_per_position_loss
 from .position_loss import PositionLoss, per_position_loss
 from .properties import (CHAR_CLASSES, PROPERTIES, UnitScore, char_class, correlations,
                          find_property_units, property_values)
@@ -34,6 +34,6 @@ __all__ = [
     "VanillaRNN", "cell_html", "char_class", "correlations", "find_property_units", "gate_saturation",
     "gradient_flow", "lstm_gradient_flow", "lstm_state_gradients", "lstm_window_gradients",
     "output_gradient",
-    "per_position_loss", "plot_gate_saturation", "plot_gradient_flow", "plot_per_position_loss",
+    "per_position_loss", "plot_cell_text", "plot_gate_saturation", "plot_gradient_flow", "plot_per_position_loss",
     "property_values", "record", "rnn_gradient_flow", "sample_windows", "write_cell_html",
 ]

@@ -134,3 +134,45 @@ def plot_per_position_loss(result, path, *, dpi: int = 100):
     right.set_title("loss by class of the predicted character", fontsize=9)
     figure.subplots_adjust(left=0.06, right=0.98, bottom=0.2, top=0.9, wspace=0.25)
     return _save(figure, path)
+
+
+def plot_cell_text(recording: Recording, path, *, layer: int, unit: int, quantity: str = "cell",
+                   max_chars: int = 600, columns: int = 80, dpi: int = 100, title: str = ""):
+    """The text with each character's background coloured by one unit's activation (blue -1,
+    white 0, red +1): cell highlighting as a picture, for pages that cannot embed cells.html.
+
+    Line breaks in the text start a new row (drawn as a coloured ``\\n`` cell, since the unit
+    reacts to them too); rows wrap at ``columns`` characters.
+    """
+    if not 0 <= layer < recording.num_layers or not 0 <= unit < recording.hidden_sizes[layer]:
+        raise ValueError(f"plot_cell_text: layer {layer}, unit {unit} not in a model with hidden sizes "
+                         f"{recording.hidden_sizes}")
+    values = np.clip(recording.activation(quantity, layer)[:max_chars, unit], -1.0, 1.0)
+    rows, row = [], []
+    for token, value in zip(recording.tokens[:max_chars], values):
+        row.append(("\u21b5" if token == "\n" else token, value))
+        if token == "\n" or len(row) == columns:
+            rows.append(row)
+            row = []
+    if row:
+        rows.append(row)
+    cell_w, cell_h = 0.11, 0.2                              # inches per character cell
+    figure = _new_figure((columns * cell_w + 0.2, len(rows) * cell_h + 0.5), dpi)
+    ax = figure.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, columns * cell_w + 0.2)
+    ax.set_ylim(len(rows) * cell_h + 0.5, 0)
+    ax.axis("off")
+    from matplotlib import colormaps
+    cmap = colormaps["bwr"]
+    for r, cells in enumerate(rows):
+        for c, (char, value) in enumerate(cells):
+            x, y = 0.1 + c * cell_w, 0.4 + r * cell_h
+            ax.add_patch(_rectangle((x, y), cell_w, cell_h, cmap(0.5 + 0.5 * value)))
+            ax.text(x + cell_w / 2, y + cell_h * 0.72, char, ha="center", fontsize=7, family="monospace")
+    ax.text(0.1, 0.25, title or f"layer {layer}, unit {unit}: {quantity} (blue -1, red +1)", fontsize=8)
+    return _save(figure, path)
+
+
+def _rectangle(xy, width, height, colour):
+    from matplotlib.patches import Rectangle
+    return Rectangle(xy, width, height, facecolor=colour, edgecolor="none")
