@@ -59,7 +59,8 @@ SMOKE_TRAIN = {"max_seconds": 0.0, "max_steps": 40, "batch_size": 8, "seq_len": 
                "eval_batch_size": 8, "sample_length": 40, "estimate": False}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(smoke: bool = False) -> argparse.ArgumentParser:
+    """All flags; with ``smoke`` the tiny sizes of --smoke are the defaults (explicit flags still win)."""
     parser = argparse.ArgumentParser(
         prog="shakespeare.py", description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,30 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample-seed", type=int, default=0, help="seed of the final samples (default 0)")
     add_train_arguments(parser, data_defaults=DATA_DEFAULTS, model_defaults=MODEL_DEFAULTS,
                         train_defaults=TRAIN_DEFAULTS)
+    if smoke:
+        parser.set_defaults(**SMOKE_MODEL, **SMOKE_TRAIN, out="")
     return parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(smoke="--smoke" in argv)
     args = parser.parse_args(argv)
-    if args.smoke:          # smoke sizes replace the defaults, but explicit flags still win
-        given = set(_given_flags(parser, argv))
-        for name, value in {**SMOKE_MODEL, **SMOKE_TRAIN}.items():
-            if name not in given:
-                setattr(args, name, value)
-        if "out" not in given:
-            args.out = tempfile.mkdtemp(prefix="minilstm-smoke-")
-            args.overwrite = True
+    if args.smoke and not args.out:
+        args.out = tempfile.mkdtemp(prefix="minilstm-smoke-")
+        args.overwrite = True               # the new directory is empty but exists
     if args.sample_chars < 1:
         parser.error(f"--sample-chars: got {args.sample_chars}, expected a positive number of characters")
     return args
-
-
-def _given_flags(parser, argv) -> list:
-    """Dests of the flags present on the command line."""
-    argv = sys.argv[1:] if argv is None else argv
-    flags = {opt: action.dest for action in parser._actions for opt in action.option_strings}
-    return [flags[a.split("=")[0]] for a in argv if a.split("=")[0] in flags]
 
 
 def seconds_per_step(run, repeats: int = 3) -> float:
