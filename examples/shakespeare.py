@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from minilstm._io import atomic_write_text
+from minilstm.data import random_windows
 from minilstm.model_io import load_model
 from minilstm.optimizers import make_optimizer
 from minilstm.sample import SampleConfig, Sampler
@@ -97,14 +98,13 @@ def seconds_per_step(run, repeats: int = 3) -> float:
     cfg = run.train_config
     model = type(run.model)(run.model.config)
     optimizer = make_optimizer(cfg.optimizer, model.params, **cfg.optimizer_options())
-    B, T = cfg.batch_size, cfg.seq_len
-    rows = np.lib.stride_tricks.sliding_window_view(run.train_ids[:B * T + 1], T + 1)[:B * T:T][:B]
-    if len(rows) < B:
+    if len(run.train_ids) <= cfg.seq_len:
         return 0.0
+    batch = random_windows(run.train_ids, cfg.batch_size, cfg.seq_len, np.random.default_rng(0))
     times = []
     for k in range(repeats + 1):
         start = time.perf_counter()
-        train_step(model, optimizer, rows[:, :-1], rows[:, 1:], lr=cfg.lr)
+        train_step(model, optimizer, batch.inputs, batch.targets, lr=cfg.lr)
         times.append(time.perf_counter() - start)
     return float(np.median(times[1:]))
 
