@@ -1,7 +1,6 @@
 """examples/tang_poetry.py: --help, the --smoke run in a subprocess (checkpoints, the best one by
 validation loss, poems ended by <EOP>, the acrostic), --generate-only reproducing a poem from
 best.ckpt, the chinese-poetry JSON converter, argument errors, and a short run on the real tang.npz."""
-import importlib.util
 import json
 import math
 import subprocess
@@ -13,7 +12,7 @@ import pytest
 from conftest import REPO
 from minilstm.data import read_tang
 from minilstm.model_io import load_model
-from test_example_word_level import run_smoke
+from example_helpers import load_example, run_smoke
 
 SCRIPT = REPO / "examples" / "tang_poetry.py"
 HEADS = "春夏秋冬"          # the --smoke acrostic
@@ -21,14 +20,10 @@ HEADS = "春夏秋冬"          # the --smoke acrostic
 
 @pytest.fixture(scope="module")
 def example():
-    """The script as a module, registered in sys.modules as an import would be (its config
-    dataclass resolves its annotations, and the CLI reads its field comments, through it)."""
-    spec = importlib.util.spec_from_file_location("tang_poetry_example", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    """The script as a module (registered in sys.modules while the tests use it)."""
+    module = load_example(SCRIPT)
     yield module
-    del sys.modules[spec.name]
+    del sys.modules[module.__name__]
 
 
 @pytest.fixture(scope="module")
