@@ -109,6 +109,30 @@ def test_loop_variants_agree_with_array_versions(dtype):
             assert_close(f"cell {name} {label}", a, ref, **TOLERANCE[dtype])
 
 
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_backward_loop_variant_agrees_with_array_version(dtype):
+    """cell_backward's loop variant, compiled and uncompiled, against the array version: the
+    gate gradients and both in-place outputs (dc_next -> dc_prev, dh_next used as scratch)."""
+    rng = np.random.default_rng(4)
+    B, H = 3, 5
+    gates = rng.uniform(0.05, 0.95, size=(B, 4 * H)).astype(dtype)
+    gates[:, 3 * H:] = rng.uniform(-0.95, 0.95, size=(B, H))   # the candidate is a tanh
+    dh_t, dh_next, dc_next, c_prev = (rng.normal(size=(B, H)).astype(dtype) for _ in range(4))
+    tanh_c = np.tanh(rng.normal(size=(B, H))).astype(dtype)
+    results = {}
+    for label, fn in (("array", lstm_cell.cell_backward.py),
+                      ("loops", lstm_cell.cell_backward_loops),
+                      ("compiled", lstm_cell.cell_backward.jitted)):
+        dgates, dhn, dcn = np.empty((B, 4 * H), dtype), dh_next.copy(), dc_next.copy()
+        fn(dh_t, dhn, dcn, gates, c_prev, tanh_c, dgates)
+        results[label] = (dgates, dhn, dcn)
+    assert np.array_equal(results["array"][1], dh_t + dh_next)   # the documented scratch value
+    for label in ("loops", "compiled"):
+        for name, a, ref in zip(("dgates", "dh_next", "dc_next"), results[label], results["array"]):
+            assert_close(f"cell backward {name} {label}", a, ref, **TOLERANCE[dtype])
+
+
 def test_tanh_rational_accuracy():
     x = np.linspace(-12, 12, 20_001).astype(np.float32)
     fn = lstm_cell.tanh_rational.jitted if core.numba_available() else lstm_cell.tanh_rational.py

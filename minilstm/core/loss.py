@@ -10,10 +10,11 @@ Equations, for each row n whose target is not ``ignore_index`` (M such rows):
 Shapes: logits z (N, V), targets y (N,) with values in [0, V) or ``ignore_index``.
 
 Notes: because softmax and cross-entropy are fused the gradient is produced by the forward call
-(``need_grad=False`` skips it for evaluation); there is no separate backward. Ignored rows —
+(``need_grad=False`` returns none, for evaluation); there is no separate backward. Ignored rows —
 padding in batches of poems — contribute nothing, and a batch with no counted row has loss 0
 and an all-zero gradient. Finite for logits of +-1e4 (every exp argument is <= 0).
-Memory: allocates dz (N*V floats) and the per-row losses (N floats).
+Memory: allocates dz (N*V floats, also without ``need_grad``: it holds the exponentials) and
+2N floats (the per-row losses and maxima).
 """
 from __future__ import annotations
 
@@ -26,50 +27,69 @@ IGNORE_INDEX = -1   # target value excluded from the loss (padding)
 
 
 @kernel
-def _softmax_xent(logits, targets, ignore_index, scale, row_loss, dlogits, need_grad):
-    """Fills row_loss (N,) and, when need_grad, dlogits (N, V) = scale * (softmax - onehot)."""
+def _shift_by_row_max(logits, shifted, row_max):
+    """shifted = logits - row_max, row_max (N,) = the max of each row: every entry of ``shifted``
+    is <= 0, so its exp never overflows."""
+    row_max[:] = logits.max(axis=1)
+    np.subtract(logits, row_max[:, None], shifted)
+
+
+@_shift_by_row_max.numba_variant
+def _shift_by_row_max_loops(logits, shifted, row_max):
+    N, V = logits.shape
+    for n in range(N):
+        m = logits[n, 0]
+        for v in range(1, V):
+            m = max(m, logits[n, v])
+        row_max[n] = m
+        for v in range(V):
+            shifted[n, v] = logits[n, v] - m
+
+
+@kernel
+def _xent_from_exp(logits, targets, ignore_index, scale, row_max, e, row_loss):
+    """Given e = exp(logits - row_max): row_loss = row_max + log(sum_v e) - logits[y] and, in
+    place, e <- scale * (softmax - onehot(y)); rows whose target is ignore_index get 0."""
     keep = targets != ignore_index
     safe_targets = np.where(keep, targets, 0)
-    m = logits.max(axis=1, keepdims=True)
-    e = np.exp(logits - m)
-    s = e.sum(axis=1, keepdims=True)
-    lse = m[:, 0] + np.log(s[:, 0])
+    s = e.sum(axis=1)
     picked = np.take_along_axis(logits, safe_targets[:, None], axis=1)[:, 0]
-    row_loss[:] = np.where(keep, lse - picked, 0.0)
-    if need_grad:
-        np.multiply(e, scale / s, dlogits)
-        dlogits[np.arange(logits.shape[0]), safe_targets] -= scale
-        dlogits[~keep] = 0.0
+    row_loss[:] = np.where(keep, row_max + np.log(s) - picked, 0.0)
+    np.multiply(e, (scale / s)[:, None], e)
+    e[np.arange(logits.shape[0]), safe_targets] -= scale
+    e[~keep] = 0.0
 
 
-@_softmax_xent.numba_variant
-def _softmax_xent_loops(logits, targets, ignore_index, scale, row_loss, dlogits, need_grad):
-    # One exp per logit: the exponentials are parked in dlogits while their sum accumulates,
-    # then scaled in place into the softmax.
-    N, V = logits.shape
+@_xent_from_exp.numba_variant
+def _xent_from_exp_loops(logits, targets, ignore_index, scale, row_max, e, row_loss):
+    N, V = e.shape
     for n in range(N):
         y = targets[n]
         if y == ignore_index:
             row_loss[n] = 0.0
-            if need_grad:
-                dlogits[n, :] = 0.0
+            e[n, :] = 0.0
             continue
-        m = logits[n, 0]
-        for v in range(1, V):
-            m = max(m, logits[n, v])
         s = 0.0
-        if need_grad:
-            for v in range(V):
-                dlogits[n, v] = np.exp(logits[n, v] - m)
-                s += dlogits[n, v]
-            inv = scale / s
-            for v in range(V):
-                dlogits[n, v] *= inv
-            dlogits[n, y] -= scale
-        else:
-            for v in range(V):
-                s += np.exp(logits[n, v] - m)
-        row_loss[n] = m + np.log(s) - logits[n, y]
+        for v in range(V):
+            s += e[n, v]
+        inv = scale / s
+        for v in range(V):
+            e[n, v] *= inv
+        e[n, y] -= scale
+        row_loss[n] = row_max[n] + np.log(s) - logits[n, y]
+
+
+def _softmax_xent(logits, targets, ignore_index, scale, row_loss, dlogits):
+    """Fills row_loss (N,) and dlogits (N, V) = scale * (softmax - onehot), in three passes.
+
+    The exponentials are NumPy's ufunc on the whole (N, V) block: it is vectorised (SIMD exp),
+    while an ``np.exp`` inside compiled loops is a scalar library call per logit (the one-pass
+    compiled kernel measured 2.5x slower than these three passes at N=2500, V=65).
+    """
+    row_max = np.empty(logits.shape[0], dtype=logits.dtype)
+    _shift_by_row_max(logits, dlogits, row_max)
+    np.exp(dlogits, dlogits)
+    _xent_from_exp(logits, targets, ignore_index, scale, row_max, dlogits, row_loss)
 
 
 def _validate(where, logits, targets, ignore_index):
@@ -100,9 +120,9 @@ def softmax_cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, need_grad=
     count = int(np.count_nonzero(targets != ignore_index))
     scale = 1.0 / count if count else 0.0
     row_loss = np.empty(N, dtype=logits.dtype)
-    dlogits = np.empty((N, V), dtype=logits.dtype) if need_grad else np.empty((0, V), logits.dtype)
+    dlogits = np.empty((N, V), dtype=logits.dtype)   # holds the exponentials without need_grad
     if N:
-        _softmax_xent(logits, targets, ignore_index, scale, row_loss, dlogits, need_grad)
+        _softmax_xent(logits, targets, ignore_index, scale, row_loss, dlogits)
     loss = float(np.sum(row_loss, dtype=np.float64) * scale)
     return loss, (dlogits if need_grad else None), count
 
@@ -113,6 +133,5 @@ def cross_entropy_per_token(logits, targets, ignore_index=IGNORE_INDEX):
     logits, targets = _validate(where, logits, targets, ignore_index)
     row_loss = np.empty(logits.shape[0], dtype=logits.dtype)
     if logits.shape[0]:
-        _softmax_xent(logits, targets, ignore_index, 0.0, row_loss,
-                      np.empty((0, logits.shape[1]), logits.dtype), False)
+        _softmax_xent(logits, targets, ignore_index, 0.0, row_loss, np.empty_like(logits))
     return row_loss.astype(np.float64)
