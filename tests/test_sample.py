@@ -14,6 +14,7 @@ from minilstm import core
 from minilstm.core.decode import choose_token
 from minilstm.core.generate import prime
 from minilstm.core.rng import seed_state
+from minilstm.core import step
 from minilstm.core.step import forward_token
 from minilstm.data import TANG_SPECIALS, CharVocab, UnknownSymbolError
 from minilstm.model import LanguageModel, ModelConfig
@@ -82,6 +83,41 @@ def test_both_builds_give_bit_identical_logits(vocab, variant, dtype):
             np.testing.assert_array_equal(a, b)
         else:        # NumPy's and libm's float64 exp may differ in the last bit
             np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 5])
+@pytest.mark.parametrize("N", [24, 40, 2048])
+def test_column_split_products_are_bit_identical(parts, N):
+    """matvec_rows_split (threads over column blocks) against matvec_rows, in both builds: the
+    same additions in the same order, so equality is exact, including blocks that come out
+    empty when parts * 16 > N."""
+    rng = np.random.default_rng(parts * N)
+    x = rng.normal(size=(3, 37)).astype(np.float32)
+    W = rng.normal(size=(37, N)).astype(np.float32)
+    y0 = rng.normal(size=(3, N)).astype(np.float32)
+    builds = ("numba", "numpy") if core.numba_available() else ("numpy",)
+    for backend in builds:
+        with minilstm.use_backend(backend):
+            expected, split = y0.copy(), y0.copy()
+            step.matvec_rows(x, W, expected)
+            step.matvec_rows_split(x, W, split, parts)
+        np.testing.assert_array_equal(split, expected, err_msg=f"{backend}, parts={parts}, N={N}")
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_threaded_plan_gives_the_same_text(vocab, backend):
+    if backend == "numba" and not core.numba_available():
+        pytest.skip("numba is not installed")
+    model = make_model(vocab, hidden_sizes=(40, 24))
+    cfg = SampleConfig(prompt="abc ", length=150, seed=5, top_k=5)
+    texts = {}
+    with minilstm.use_backend(backend):
+        for threads in (1, 2):
+            sampler = Sampler(model, vocab)
+            sampler.plan = plan_model(model, threads=threads, min_weights=0)   # split every layer
+            assert (sampler.plan.layers[:, 6] == threads).all()
+            texts[threads] = sampler.generate(cfg)
+    assert texts[1] == texts[2] and len(texts[1][0]) > 100
 
 
 def test_priming_equals_feeding_tokens_one_at_a_time(vocab):

@@ -23,9 +23,11 @@ passes that would otherwise allocate temporaries). Each variant has a parity tes
 JIT policy (set once, here): ``cache=True`` so compiled code is reused across processes;
 ``fastmath=False`` (no benchmark has shown a gain worth giving up IEEE semantics, and the
 no-NaN/no-Inf flags would break the NaN checks the trainer relies on); ``error_model="numpy"``
-so a division by zero gives inf/nan like NumPy instead of raising; no ``parallel=True``: the
-BLAS thread pool already uses the cores, and a second pool competing for them made the matrix
-products slower.
+so a division by zero gives inf/nan like NumPy instead of raising. No ``parallel=True`` in
+training: the BLAS thread pool already uses the cores, and a second pool competing for them made
+the matrix products slower. The one exception is declared with ``@kernel(parallel=True)``: the
+sampler's large matrix-vector products, which call no BLAS and split independent output columns
+over the threads with :func:`prange` (``range`` in the numpy build, ``numba.prange`` compiled).
 
 Where compiled code is cached: Numba invalidates a cached function when *its own* source file
 changes, not when a helper it calls from another file does, so after an edit or an upgrade a
@@ -127,6 +129,19 @@ def backend_info() -> dict:
     }
 
 
+def prange(*args):
+    """``range`` in the numpy build; ``numba.prange`` (iterations spread over threads) in the
+    numba build of a ``@kernel(parallel=True)``. Only for loops whose iterations are independent."""
+    return range(*args)
+
+
+def parallel_threads() -> int:
+    """How many threads a parallel kernel would use now: numba's thread count, 1 on numpy."""
+    if _State.backend != "numba":
+        return 1
+    return int(_import_numba().get_num_threads())
+
+
 class Kernel:
     """A function with a numpy build (the source itself) and a numba build (compiled lazily).
 
@@ -134,9 +149,10 @@ class Kernel:
     ``kernel.jitted`` the compiled one (tests call both to check they agree).
     """
 
-    def __init__(self, fn):
+    def __init__(self, fn, parallel=False):
         functools.update_wrapper(self, fn)
         self.py = fn
+        self.parallel = parallel
         self._variant = None
         self._jitted = None
 
@@ -158,7 +174,7 @@ class Kernel:
                 raise ImportError(f"numba is not available ({_numba_error})")
             source = _with_jitted_helpers(self._variant or self.py)
             with _kernel_cache_dir(numba):
-                self._jitted = numba.njit(**JIT_OPTIONS)(source)
+                self._jitted = numba.njit(**JIT_OPTIONS, parallel=self.parallel)(source)
         return self._jitted
 
     def __call__(self, *args):
@@ -202,6 +218,8 @@ def _with_jitted_helpers(fn):
         value = fn.__globals__.get(name)
         if isinstance(value, Kernel):
             namespace[name] = value.jitted
+        elif value is prange:
+            namespace[name] = _numba.prange
     copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
     copy.__qualname__ = fn.__qualname__
     copy.__module__ = fn.__module__
@@ -209,7 +227,13 @@ def _with_jitted_helpers(fn):
     return copy
 
 
-def kernel(fn):
-    """Decorator: make ``fn`` a :class:`Kernel` (numpy build now, numba build on first use)."""
-    return Kernel(fn)
+def kernel(fn=None, *, parallel=False):
+    """Decorator: make ``fn`` a :class:`Kernel` (numpy build now, numba build on first use).
+
+    ``@kernel(parallel=True)`` compiles with Numba's ``parallel=True`` so that its ``prange``
+    loops run on threads; the numpy build runs them in order.
+    """
+    if fn is None:
+        return functools.partial(Kernel, parallel=parallel)
+    return Kernel(fn, parallel=parallel)
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ._jit import kernel
 from .decode import choose_token
-from .step import cell_step, forward_token, matvec_rows, output_head
+from .step import cell_step, forward_token, matvec, output_head
 
 
 @kernel
@@ -40,6 +40,7 @@ def prime(weights, layers, head, eps, prompt, h, c, logits):
     for layer in range(layers.shape[0]):
         H, D, off_in = layers[layer, 0], layers[layer, 1], layers[layer, 2]
         off_wh, off_b, off_s = layers[layer, 3], layers[layer, 4], layers[layer, 5]
+        parts = layers[layer, 6]
         G = 4 * H
         xw = np.zeros((T, G), dtype=h.dtype)
         if layer == 0:                                         # xw_t = (E @ Wx)[token_t]
@@ -47,13 +48,13 @@ def prime(weights, layers, head, eps, prompt, h, c, logits):
             for t in range(T):
                 xw[t] = table[prompt[t]]
         else:                                                  # all positions in one product
-            matvec_rows(below, weights[off_in:off_in + D * G].reshape(D, G), xw)
+            matvec(below, weights[off_in:off_in + D * G].reshape(D, G), xw, parts)
         Wh = weights[off_wh:off_wh + H * G].reshape(H, G)
         b = weights[off_b:off_b + G]
         out = np.empty((T, H), dtype=h.dtype)
         for t in range(T):
             row = xw[t:t + 1]
-            matvec_rows(h[:, off_s:off_s + H], Wh, row)        # + h_{t-1} @ Wh
+            matvec(h[:, off_s:off_s + H], Wh, row, parts)      # + h_{t-1} @ Wh
             row += b
             cell_step(row, c, h, off_s)
             out[t] = h[0, off_s:off_s + H]

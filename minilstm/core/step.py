@@ -15,7 +15,7 @@ use exp (NumPy's and libm's exp may differ in the last bit, harmless for samplin
 
 The model is laid out for these kernels by ``minilstm.sample.plan_model``: one flat weight
 vector ``weights`` and integer tables of offsets (``layers``: per layer H, D, offset of its input
-table or Wx, of Wh, of b, of its state columns; ``head``: the output head). The first layer's
+table or Wx, of Wh, of b, of its state columns, and how many threads share its products; ``head``: the output head). The first layer's
 input projection is a row lookup in the table E @ Wx (or Wx itself for one-hot input).
 
 Shapes: tokens (n,); h, c (n, S) with S the sum of the layers' H; logits (n, V); the scratch
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import kernel
+from ._jit import kernel, prange
 from .lstm_cell import tanh_rational
 
 HEAD_NONE, HEAD_DENSE, HEAD_LAYER_NORM, HEAD_AFFINE = 0, 1, 2, 3
@@ -40,24 +40,67 @@ def matvec_rows(x, W, y):
 
 @matvec_rows.numba_variant
 def matvec_rows_loops(x, W, y):
+    matvec_columns(x, W, y, 0, W.shape[1])
+
+
+@kernel
+def matvec_columns(x, W, y, lo, hi):
+    """Columns [lo, hi) of ``y += x @ W``, accumulated over k in order (as :func:`matvec_rows`)."""
+    for k in range(W.shape[0]):
+        y[:, lo:hi] += x[:, k:k + 1] * W[k, lo:hi]
+
+
+@matvec_columns.numba_variant
+def matvec_columns_loops(x, W, y, lo, hi):
     # Four rows of W per pass over y: y[j] + a0*W0[j] + a1*W1[j] + ... evaluates left to right,
     # the very same additions in the same order as one row at a time, with a quarter of the
     # loads and stores of y (measured 1.7x faster at H=128 and H=512).
-    K, N = W.shape
+    # Loops run over views starting at column lo, indexed from 0 (a loop from a run-time lo
+    # kept the compiler from vectorising it: measured 2.9x slower).
+    K, N = W.shape[0], hi - lo
     for i in range(x.shape[0]):
-        yi = y[i]
+        yi = y[i, lo:hi]
         k = 0
         while k + 4 <= K:
             a0, a1, a2, a3 = x[i, k], x[i, k + 1], x[i, k + 2], x[i, k + 3]
-            W0, W1, W2, W3 = W[k], W[k + 1], W[k + 2], W[k + 3]
+            W0, W1, W2, W3 = W[k, lo:hi], W[k + 1, lo:hi], W[k + 2, lo:hi], W[k + 3, lo:hi]
             for j in range(N):
                 yi[j] = yi[j] + a0 * W0[j] + a1 * W1[j] + a2 * W2[j] + a3 * W3[j]
             k += 4
         while k < K:
-            a, Wk = x[i, k], W[k]
+            a, Wk = x[i, k], W[k, lo:hi]
             for j in range(N):
                 yi[j] += a * Wk[j]
             k += 1
+
+
+@kernel(parallel=True)
+def matvec_rows_split(x, W, y, parts):
+    """:func:`matvec_rows` with the N columns cut into ``parts`` blocks, one per thread in the
+    numba build. Every output element gets the same additions in the same order as in
+    matvec_rows, so the result is bit-identical whatever ``parts`` is. Block edges fall on
+    multiples of 16 columns (whole vector registers)."""
+    N = W.shape[1]
+    for p in prange(parts):
+        lo = (p * N // parts) // 16 * 16
+        hi = N if p == parts - 1 else ((p + 1) * N // parts) // 16 * 16
+        matvec_columns(x, W, y, lo, hi)
+
+
+@kernel
+def matvec(x, W, y, parts):
+    """y += x @ W, on ``parts`` threads in the numba build (see the variant below). The numpy
+    build has no threads to share the work, and the result is the same bits either way."""
+    matvec_rows(x, W, y)
+
+
+@matvec.numba_variant
+def matvec_threads(x, W, y, parts):
+    # parts > 1 only where the plan found the weights large enough to repay waking the threads
+    if parts > 1:
+        matvec_rows_split(x, W, y, parts)
+    else:
+        matvec_rows(x, W, y)
 
 
 @kernel
@@ -145,6 +188,7 @@ def forward_token(weights, layers, head, eps, tokens, h, c, xw_buf, z_buf, logit
     for layer in range(layers.shape[0]):
         H, D, off_in = layers[layer, 0], layers[layer, 1], layers[layer, 2]
         off_wh, off_b, off_s = layers[layer, 3], layers[layer, 4], layers[layer, 5]
+        parts = layers[layer, 6]
         G = 4 * H
         xw = xw_buf[:n * G].reshape((n, G))              # contiguous, so loops vectorise
         if layer == 0:                                   # xw = (E @ Wx)[token]: a row lookup
@@ -153,8 +197,8 @@ def forward_token(weights, layers, head, eps, tokens, h, c, xw_buf, z_buf, logit
                 xw[i] = table[tokens[i]]
         else:                                            # xw = h_below @ Wx
             xw[:] = 0.0
-            matvec_rows(h[:, below:below + D], weights[off_in:off_in + D * G].reshape(D, G), xw)
-        matvec_rows(h[:, off_s:off_s + H], weights[off_wh:off_wh + H * G].reshape(H, G), xw)
+            matvec(h[:, below:below + D], weights[off_in:off_in + D * G].reshape(D, G), xw, parts)
+        matvec(h[:, off_s:off_s + H], weights[off_wh:off_wh + H * G].reshape(H, G), xw, parts)
         xw += weights[off_b:off_b + G]                   # ... + h_{t-1} @ Wh + b
         cell_step(xw, c, h, off_s)
         below = off_s
