@@ -111,20 +111,24 @@ def char_lm_flops(B, T, V, E, hidden_sizes) -> int:
     return total + 3 * 2 * T * B * D * V
 
 
-def build_torch_char_lm(torch, V, E, H, L, seed=0):
+def build_torch_char_lm(torch, V, E, H, L, seed=0, dropout=0.0, embedding_dropout=0.0):
     """embedding -> nn.LSTM(E, H, L) -> linear, the PyTorch side of every comparison
-    (one nn.LSTM with num_layers=L: the form PyTorch's fused CPU kernels are built for)."""
+    (one nn.LSTM with num_layers=L: the form PyTorch's fused CPU kernels are built for).
+    Dropout as minilstm's model places it: on the embeddings, and after every LSTM layer, the
+    top one included (nn.LSTM's ``dropout`` covers all but the top one); 0 is the identity."""
     torch.manual_seed(seed)
 
     class CharLM(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.embed = torch.nn.Embedding(V, E)
-            self.lstm = torch.nn.LSTM(E, H, num_layers=L)
+            self.embed_dropout = torch.nn.Dropout(embedding_dropout)
+            self.lstm = torch.nn.LSTM(E, H, num_layers=L, dropout=dropout if L > 1 else 0.0)
+            self.dropout = torch.nn.Dropout(dropout)
             self.out = torch.nn.Linear(H, V)
 
         def forward(self, ids, state=None):        # ids (T, B), time-major like nn.LSTM
-            h, state = self.lstm(self.embed(ids), state)
-            return self.out(h), state
+            h, state = self.lstm(self.embed_dropout(self.embed(ids)), state)
+            return self.out(self.dropout(h)), state
 
     return CharLM()

@@ -22,6 +22,7 @@ state carried (the primary figure), and as non-overlapping 100-character windows
 state. Losses are nats per character.
 
     python benchmarks/quality.py [--seconds 600] [--data input.txt] [--nanogpt ~/nanoGPT] [--out DIR]
+    python benchmarks/quality.py --example-args "--dropout 0.2"   # another configuration
     python benchmarks/quality.py --smoke          # tiny models, a few seconds each (a test)
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -105,8 +107,6 @@ def unsupported(model_cfg, cfg: dict) -> list:
     problems = []
     if model_cfg.input_mode != "embedding" or model_cfg.head_hidden or model_cfg.tie_weights:
         problems.append("only embedding -> LSTM -> linear models are mirrored")
-    if model_cfg.dropout or model_cfg.embedding_dropout:
-        problems.append("dropout is not mirrored")
     if len(set(model_cfg.hidden_sizes)) != 1 or model_cfg.dtype != "float32":
         problems.append("nn.LSTM needs equal float32 layers")
     if cfg["optimizer"] != "adam" or cfg["clip_value"]:
@@ -132,7 +132,8 @@ def torch_lm(torch, model_cfg, init_from=None):
     """``common.build_torch_char_lm`` of this configuration, holding ``init_from``'s weights if given."""
     H = model_cfg.hidden_sizes
     net = common.build_torch_char_lm(torch, model_cfg.vocab_size, model_cfg.embedding_dim, H[0], len(H),
-                                     seed=model_cfg.seed)
+                                     seed=model_cfg.seed, dropout=model_cfg.dropout,
+                                     embedding_dropout=model_cfg.embedding_dropout)
     if init_from is not None:
         copy_to_torch(torch, init_from, net)
     return net
@@ -331,7 +332,9 @@ def fmt(value, spec: str) -> str:
 
 def describe(model_cfg, cfg: dict) -> str:
     return (f"E={model_cfg.embedding_dim}, H={'x'.join(map(str, model_cfg.hidden_sizes))}, "
-            f"B={cfg['batch_size']}, T={cfg['seq_len']}, {cfg['batching']}, Adam {cfg['lr']:g} {cfg['schedule']}")
+            f"B={cfg['batch_size']}, T={cfg['seq_len']}, {cfg['batching']}, Adam {cfg['lr']:g} {cfg['schedule']}"
+            + (f", dropout {model_cfg.dropout:g}" if model_cfg.dropout else "")
+            + (f", embedding dropout {model_cfg.embedding_dropout:g}" if model_cfg.embedding_dropout else ""))
 
 
 def plot(runs: dict, path: Path) -> None:
@@ -362,6 +365,9 @@ def parse_args(argv=None):
     parser.add_argument("--nanogpt", help="a local copy of karpathy/nanoGPT to compare with (never downloaded)")
     parser.add_argument("--torch-init", choices=("minilstm", "pytorch"), default="minilstm",
                         help="PyTorch starts from minilstm's initial weights (default) or its own initialisation")
+    parser.add_argument("--example-args", default="",
+                        help="more flags for examples/shakespeare.py, quoted (e.g. \"--dropout 0.2\"): "
+                             "compare another configuration; the PyTorch run mirrors it")
     parser.add_argument("--smoke", action="store_true", help="tiny models for a few seconds each (a test)")
     args = parser.parse_args(argv)
     if args.seconds is None:
@@ -383,7 +389,8 @@ def main(argv=None) -> int:
     text = read_text(data)
 
     print(f"minilstm: examples/shakespeare.py for {args.seconds:g} s of training ...", file=sys.stderr, flush=True)
-    ours = run_minilstm(data, out, args.seconds, SMOKE_FLAGS if args.smoke else [])
+    ours = run_minilstm(data, out, args.seconds,
+                        (SMOKE_FLAGS if args.smoke else []) + shlex.split(args.example_args))
     model_cfg, cfg = ours["best"].model.config, ours["config"]
     problems = unsupported(model_cfg, cfg)
     if problems:

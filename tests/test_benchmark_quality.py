@@ -47,6 +47,25 @@ def test_torch_evaluator_matches_minilstm_for_the_same_weights():
     assert not math.isclose(dropped, carried, rel_tol=100 * RTOL), (dropped, carried)
 
 
+def test_torch_mirror_places_dropout_as_minilstm_does():
+    """Dropout on the embeddings and after every LSTM layer, the top one included; off when
+    evaluating, where the two models agree as without dropout."""
+    cfg = ModelConfig(vocab_size=11, embedding_dim=6, hidden_sizes=(9, 9), dropout=0.3,
+                      embedding_dropout=0.1)
+    model = LanguageModel(cfg)
+    net = quality.torch_lm(torch, cfg, model)
+    assert [m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)] == [0.1, 0.3]
+    assert net.lstm.dropout == 0.3                         # between the two LSTM layers
+    ids = np.random.default_rng(2).integers(0, 11, size=5_000).astype(np.int32)
+    validation = quality.report_sets(ids)["windowed"]
+    ours, theirs = evaluate(model, validation).loss, quality.torch_evaluate(torch, net, validation)
+    assert math.isclose(ours, theirs, rel_tol=RTOL), (ours, theirs)
+    inputs = quality.time_major(torch, validation.batches[0].inputs)
+    net.train()
+    with torch.no_grad():
+        assert not torch.equal(net(inputs)[0], net(inputs)[0])   # random masks while training
+
+
 @pytest.mark.parametrize("kind", ["constant", "cosine"])
 def test_learning_rate_follows_minilstm_schedule(kind):
     cfg = {"lr": 2e-3, "schedule": kind, "warmup_steps": 5, "lr_decay_steps": 40, "min_lr": 4e-5}
