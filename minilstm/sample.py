@@ -114,7 +114,10 @@ def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MI
     1 on numpy) share the products of layers whose Wh has at least ``min_weights`` entries.
     The text is the same whatever the threads (each output sums in the same order)."""
     cfg, P = model.config, model.params
-    threads = parallel_threads() if threads is None else int(threads)
+    if threads is None:    # asking numba starts its threads: only where a layer would use them
+        big = any(H * 4 * H >= min_weights for H in cfg.hidden_sizes)
+        threads = parallel_threads() if big else 1
+    threads = int(threads)
     dtype = model.dtype
     blocks, offset = [], 0
 

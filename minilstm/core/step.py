@@ -15,8 +15,9 @@ use exp (NumPy's and libm's exp may differ in the last bit, harmless for samplin
 
 The model is laid out for these kernels by ``minilstm.sample.plan_model``: one flat weight
 vector ``weights`` and integer tables of offsets (``layers``: per layer H, D, offset of its input
-table or Wx, of Wh, of b, of its state columns, and how many threads share its products; ``head``: the output head). The first layer's
-input projection is a row lookup in the table E @ Wx (or Wx itself for one-hot input).
+table or Wx, of Wh, of b, of its state columns, and how many threads share its products;
+``head``: the output head). The first layer's input projection is a row lookup in the table
+E @ Wx (or Wx itself for one-hot input).
 
 Shapes: tokens (n,); h, c (n, S) with S the sum of the layers' H; logits (n, V); the scratch
 buffers xw_buf, z_buf are flat, at least n * (widest row) long.
@@ -34,12 +35,6 @@ HEAD_NONE, HEAD_DENSE, HEAD_LAYER_NORM, HEAD_AFFINE = 0, 1, 2, 3
 @kernel
 def matvec_rows(x, W, y):
     """y += x @ W for x (n, K), W (K, N), y (n, N), accumulated over k in order."""
-    for k in range(W.shape[0]):
-        y += x[:, k:k + 1] * W[k]
-
-
-@matvec_rows.numba_variant
-def matvec_rows_loops(x, W, y):
     matvec_columns(x, W, y, 0, W.shape[1])
 
 
