@@ -114,9 +114,9 @@ def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MI
     1 on numpy) share the products of layers whose Wh has at least ``min_weights`` entries.
     The text is the same whatever the threads (each output sums in the same order)."""
     cfg, P = model.config, model.params
+    large = [H * 4 * H >= min_weights for H in cfg.hidden_sizes]   # by Wh: every layer has one
     if threads is None:    # asking numba starts its threads: only where a layer would use them
-        big = any(H * 4 * H >= min_weights for H in cfg.hidden_sizes)
-        threads = parallel_threads() if big else 1
+        threads = parallel_threads() if any(large) else 1
     threads = int(threads)
     dtype = model.dtype
     blocks, offset = [], 0
@@ -140,7 +140,7 @@ def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MI
                 off_in, D = put(Wx), cfg.vocab_size
         else:
             off_in, D = put(P[f"lstm{layer}.Wx"]), cfg.hidden_sizes[layer - 1]
-        parts = threads if H * 4 * H >= min_weights else 1   # Wh: every layer has one
+        parts = threads if large[layer] else 1
         rows.append([H, D, off_in, put(P[f"lstm{layer}.Wh"]), put(P[f"lstm{layer}.b"]), state, parts])
         state += H
     kind, K, off_w, off_hb, off_scale, off_shift = HEAD_NONE, 0, 0, 0, 0, 0
