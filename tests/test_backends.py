@@ -102,7 +102,7 @@ def test_loop_variants_agree_with_array_versions(dtype):
                       ("compiled", lstm_cell.cell_forward.jitted)):
         with core.use_backend("numba" if label == "compiled" else "numpy"):
             bufs = [np.empty((B, 4 * H), dtype)] + [np.empty((B, H), dtype) for _ in range(3)]
-            fn(xw, hw, bias, c_prev, *bufs)
+            fn(xw, np.ascontiguousarray(hw.T), bias, c_prev, *bufs)   # the product arrives transposed
             results[label] = bufs
     for label in ("loops", "compiled"):
         for name, a, ref in zip(("gates", "c", "tanh_c", "h"), results[label], results["array"]):
@@ -113,24 +113,37 @@ def test_loop_variants_agree_with_array_versions(dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_backward_loop_variant_agrees_with_array_version(dtype):
     """cell_backward's loop variant, compiled and uncompiled, against the array version: the
-    gate gradients and both in-place outputs (dc_next -> dc_prev, dh_next used as scratch)."""
+    gate gradients and the in-place output (dc_next -> dc_prev)."""
     rng = np.random.default_rng(4)
     B, H = 3, 5
     gates = rng.uniform(0.05, 0.95, size=(B, 4 * H)).astype(dtype)
     gates[:, 3 * H:] = rng.uniform(-0.95, 0.95, size=(B, H))   # the candidate is a tanh
-    dh_t, dh_next, dc_next, c_prev = (rng.normal(size=(B, H)).astype(dtype) for _ in range(4))
+    dh, dc_next, c_prev = (rng.normal(size=(B, H)).astype(dtype) for _ in range(3))
     tanh_c = np.tanh(rng.normal(size=(B, H))).astype(dtype)
     results = {}
     for label, fn in (("array", lstm_cell.cell_backward.py),
                       ("loops", lstm_cell.cell_backward_loops),
                       ("compiled", lstm_cell.cell_backward.jitted)):
-        dgates, dhn, dcn = np.empty((B, 4 * H), dtype), dh_next.copy(), dc_next.copy()
-        fn(dh_t, dhn, dcn, gates, c_prev, tanh_c, dgates)
-        results[label] = (dgates, dhn, dcn)
-    assert np.array_equal(results["array"][1], dh_t + dh_next)   # the documented scratch value
+        dgates, dcn = np.empty((B, 4 * H), dtype), dc_next.copy()
+        fn(dh, dcn, gates, c_prev, tanh_c, dgates)
+        results[label] = (dgates, dcn)
     for label in ("loops", "compiled"):
-        for name, a, ref in zip(("dgates", "dh_next", "dc_next"), results[label], results["array"]):
+        for name, a, ref in zip(("dgates", "dc_next"), results[label], results["array"]):
             assert_close(f"cell backward {name} {label}", a, ref, **TOLERANCE[dtype])
+
+
+@needs_numba
+@pytest.mark.parametrize("B", [1, 3, 4, 9])   # below, at and past the four-row blocks
+def test_add_transposed_loop_variant(B):
+    """add_transposed's four-row loop variant is exact (one addition per element) for every
+    batch size, including the rows left over after the blocks of four."""
+    rng = np.random.default_rng(B)
+    a = rng.normal(size=(B, 6)).astype(np.float32)
+    bT = rng.normal(size=(6, B)).astype(np.float32)
+    for fn in (lstm_cell.add_transposed_loops, lstm_cell.add_transposed.jitted):
+        out = np.full((B, 6), np.nan, np.float32)
+        fn(a, bT, out)
+        assert np.array_equal(out, a + bT.T)
 
 
 def test_tanh_rational_accuracy():

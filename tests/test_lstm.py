@@ -223,3 +223,16 @@ def test_reorder_gates_to_pytorch_and_back(rng):
     np.testing.assert_array_equal(reorder_gates(torch_order, "ifgo", "ifog"), w)
     with pytest.raises(ValueError, match="multiple of 4"):
         reorder_gates(np.zeros((2, 6)))
+
+
+@pytest.mark.parametrize("B", [1, 3])   # B = 1: a transposed (1, H) block is contiguous, the aliasing trap
+def test_backward_leaves_its_inputs_unchanged(rng, B):
+    p = random_layer(rng, 4, B, 2, 3)
+    before = {k: v.copy() for k, v in p.items()}
+    dh, dhT, dcT = rng.normal(size=(4, B, 3)), rng.normal(size=(B, 3)), rng.normal(size=(B, 3))
+    upstream = [dh.copy(), dhT.copy(), dcT.copy()]
+    layer_gradients(p, dh, dhT, dcT)
+    for name, value in before.items():
+        assert np.array_equal(p[name], value), name
+    for value, kept in zip((dh, dhT, dcT), upstream):
+        assert np.array_equal(value, kept)
