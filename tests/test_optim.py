@@ -58,6 +58,13 @@ def test_global_norm_clipping(rng):
     assert np.all(small == 0.1)                      # below the threshold: untouched
 
 
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 1001])   # around the eight running sums
+def test_norm_of_every_length(size):
+    g = np.arange(size, dtype=np.float32) - 3.5
+    # exact: small integers and halves, whose squares and sums float64 holds without rounding
+    assert grad_norm(g) == math.sqrt(float(np.sum(g.astype(np.float64) ** 2)))
+
+
 def test_norm_accumulates_in_float64():
     g = np.full(10_000_000, 1e-3, dtype=np.float32)  # float32 accumulation would drift
     assert grad_norm(g) == pytest.approx(math.sqrt(1e7) * float(np.float32(1e-3)), rel=1e-9)
