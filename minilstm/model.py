@@ -214,11 +214,12 @@ class LanguageModel:
         tape.fold = self._folds_embedding(T, B)
         # first LSTM layer's input projection xw = x @ Wx0 (see the module notes)
         H0 = cfg.hidden_sizes[0]
+        rows = None          # the recurrence reads xw[rows[t]] from a (V, 4H) table when set
         if cfg.input_mode == "onehot":
-            xw = core.embedding_forward(tape.ids, P["lstm0.Wx"])                  # onehot @ Wx0
+            xw, rows = P["lstm0.Wx"], tape.ids                                   # onehot @ Wx0
         elif tape.fold:
-            table = core.linear_forward(P["embed.weight"], P["lstm0.Wx"])         # E @ Wx0
-            xw = core.embedding_forward(tape.ids, table)                          # rows of it
+            xw = core.linear_forward(P["embed.weight"], P["lstm0.Wx"])           # E @ Wx0
+            rows = tape.ids                                                      # rows of it
         else:
             emb = core.embedding_forward(tape.ids, P["embed.weight"])             # E[ids]
             tape.emb, tape.emb_mask = core.dropout_forward(emb, cfg.embedding_dropout, rng, train)
@@ -227,7 +228,7 @@ class LanguageModel:
         for layer in range(cfg.num_layers):
             Wh, b = P[f"lstm{layer}.Wh"], P[f"lstm{layer}.b"]
             if layer == 0:
-                h, final, cache = core.lstm_recurrence_forward(xw, *state[0], Wh, b)
+                h, final, cache = core.lstm_recurrence_forward(xw, *state[0], Wh, b, ids=rows)
             else:
                 h, final, cache = core.lstm_forward(h, *state[layer], P[f"lstm{layer}.Wx"], Wh, b)
             h, mask = core.dropout_forward(h, cfg.dropout, rng, train)

@@ -102,7 +102,8 @@ def test_loop_variants_agree_with_array_versions(dtype):
                       ("compiled", lstm_cell.cell_forward.jitted)):
         with core.use_backend("numba" if label == "compiled" else "numpy"):
             bufs = [np.empty((B, 4 * H), dtype)] + [np.empty((B, H), dtype) for _ in range(3)]
-            fn(xw, np.ascontiguousarray(hw.T), bias, c_prev, *bufs)   # the product arrives transposed
+            rows = np.array([2, 0, 2])   # rows of a table, one repeated: the token-id form
+            fn(xw, rows, np.ascontiguousarray(hw.T), bias, c_prev, *bufs)   # product transposed
             results[label] = bufs
     for label in ("loops", "compiled"):
         for name, a, ref in zip(("gates", "c", "tanh_c", "h"), results[label], results["array"]):
@@ -136,14 +137,16 @@ def test_backward_loop_variant_agrees_with_array_version(dtype):
 @pytest.mark.parametrize("B", [1, 3, 4, 9])   # below, at and past the four-row blocks
 def test_add_transposed_loop_variant(B):
     """add_transposed's four-row loop variant is exact (one addition per element) for every
-    batch size, including the rows left over after the blocks of four."""
+    batch size, including the rows left over after the blocks of four, with rows picked from a
+    table (repeats allowed) or the block's own rows."""
     rng = np.random.default_rng(B)
-    a = rng.normal(size=(B, 6)).astype(np.float32)
+    table = rng.normal(size=(5, 6)).astype(np.float32)
     bT = rng.normal(size=(6, B)).astype(np.float32)
-    for fn in (lstm_cell.add_transposed_loops, lstm_cell.add_transposed.jitted):
-        out = np.full((B, 6), np.nan, np.float32)
-        fn(a, bT, out)
-        assert np.array_equal(out, a + bT.T)
+    for rows in (rng.integers(0, 5, size=B), np.arange(B) % 5):
+        for fn in (lstm_cell.add_transposed_loops, lstm_cell.add_transposed.jitted):
+            out = np.full((B, 6), np.nan, np.float32)
+            fn(table, rows, bT, out)
+            assert np.array_equal(out, table[rows] + bT.T)
 
 
 def test_tanh_rational_accuracy():

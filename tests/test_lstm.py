@@ -164,6 +164,29 @@ def test_recurrence_api_matches_full_layer(rng):
     assert_close("dx from dxw", np.einsum("tbk,dk->tbd", dxw, p["Wx"]), full["x"], rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_recurrence_reading_a_table_equals_the_gathered_projection(rng, dtype):
+    """``ids=``: each step reads its rows from a (V, 4H) table; the same additions in the same
+    order as on the gathered (T, B, 4H) copy, so the results are identical, not just close."""
+    T, B, H, V = 5, 6, 3, 4
+    p = {k: v.astype(dtype) for k, v in random_layer(rng, T, B, 1, H).items()}
+    table = rng.normal(size=(V, 4 * H)).astype(dtype)
+    ids = rng.integers(0, V, size=(T, B))
+    h, (hT, cT), cache = lstm_recurrence_forward(table, p["h0"], p["c0"], p["Wh"], p["b"], ids=ids)
+    h2, (hT2, cT2), cache2 = lstm_recurrence_forward(table[ids], p["h0"], p["c0"], p["Wh"], p["b"])
+    for a, b in ((h, h2), (hT, hT2), (cT, cT2), (cache.gates, cache2.gates)):
+        assert np.array_equal(a, b)
+
+
+def test_recurrence_table_errors_name_the_argument(rng):
+    p = random_layer(rng, 2, 3, 1, 2)
+    table = np.zeros((4, 8))
+    with pytest.raises(IndexError, match=r"lstm_recurrence_forward: ids contains id 4 .* size 4"):
+        lstm_recurrence_forward(table, p["h0"], p["c0"], p["Wh"], p["b"], ids=np.full((2, 3), 4))
+    with pytest.raises(ValueError, match=r"lstm_recurrence_forward: xw has shape \(4, 7\), expected \(V, 4H\)"):
+        lstm_recurrence_forward(np.zeros((4, 7)), p["h0"], p["c0"], p["Wh"], p["b"], ids=np.zeros((2, 3), int))
+
+
 def test_zero_length_sequence_returns_initial_state(rng):
     p = random_layer(rng, 0, 2, 3, 4)
     h, (hT, cT), cache = lstm_forward(**p)

@@ -88,22 +88,26 @@ def tanh_inplace(a, fast):
 
 
 @kernel
-def add_transposed(a, bT, out):
-    """out <- a + bT.T for a (B, K) and bT (K, B): how a cell reads a matrix product that was
-    computed transposed (see ``lstm.py``: the per-step products run 20-40 % faster with the
-    batch as the short, second axis of their output)."""
-    np.add(a, bT.T, out)
+def add_transposed(a, rows, bT, out):
+    """out[n, :] <- a[rows[n], :] + bT[:, n], for bT (K, B) and out (B, K).
+
+    How a cell reads a matrix product that was computed transposed (see ``lstm.py``: the
+    per-step products run 20-40 % faster with the batch as the short, second axis of their
+    output), added to rows of ``a`` picked by ``rows``: the step's own (B, K) block with
+    rows = 0..B-1, or a (V, K) table of input projections with rows = the step's token ids.
+    """
+    np.add(a[rows], bT.T, out)
 
 
 @add_transposed.numba_variant
-def add_transposed_loops(a, bT, out):
+def add_transposed_loops(a, rows, bT, out):
     # Four batch rows per pass over K: each bT row is read once for four outputs, so the
     # strided reads touch a quarter of the cache lines (measured 2x faster than one row at a
     # time, 21 us against 43 us for B=32, K=2048).
     B, K = out.shape
     n = 0
     while n + 4 <= B:
-        a0, a1, a2, a3 = a[n], a[n + 1], a[n + 2], a[n + 3]
+        a0, a1, a2, a3 = a[rows[n]], a[rows[n + 1]], a[rows[n + 2]], a[rows[n + 3]]
         o0, o1, o2, o3 = out[n], out[n + 1], out[n + 2], out[n + 3]
         for k in range(K):
             r = bT[k]
@@ -113,20 +117,23 @@ def add_transposed_loops(a, bT, out):
             o3[k] = a3[k] + r[n + 3]
         n += 4
     for m in range(n, B):
+        am = a[rows[m]]
         for k in range(K):
-            out[m, k] = a[m, k] + bT[k, m]
+            out[m, k] = am[k] + bT[k, m]
 
 
 @kernel
-def cell_forward(xw_t, hwT_t, b, c_prev, gates_t, c_t, tanh_c_t, h_t):
+def cell_forward(xw, rows, hwT_t, b, c_prev, gates_t, c_t, tanh_c_t, h_t):
     """Forward elementwise pass of one step.
 
-    In: xw_t = x_t @ Wx (B, 4H); hwT_t = (h_{t-1} @ Wh)^T (4H, B), the recurrent product as the
-    driver computes it (transposed, see ``lstm.py``); bias b (4H,); c_prev (B, H).
+    In: the input projection x_t @ Wx as rows of ``xw`` picked by ``rows`` (B,): the step's
+    own (B, 4H) block with rows 0..B-1, or a (V, 4H) table with the step's token ids;
+    hwT_t = (h_{t-1} @ Wh)^T (4H, B), the recurrent product as the driver computes it
+    (transposed, see ``lstm.py``); bias b (4H,); c_prev (B, H).
     Out (written in place): gates_t (B, 4H) post-activation [i, f, o, g]; c_t, tanh_c_t, h_t (B, H).
     """
     H = c_prev.shape[1]
-    add_transposed(xw_t, hwT_t, gates_t)             # a_t = x_t @ Wx + h_{t-1} @ Wh + b
+    add_transposed(xw, rows, hwT_t, gates_t)         # a_t = x_t @ Wx + h_{t-1} @ Wh + b
     np.add(gates_t, b, gates_t)
     s = gates_t[:, :3 * H]                           # i, f, o = sigma(a): 1 / (1 + exp(-a))
     np.negative(s, s)
@@ -143,12 +150,12 @@ def cell_forward(xw_t, hwT_t, b, c_prev, gates_t, c_t, tanh_c_t, h_t):
 
 
 @cell_forward.numba_variant
-def cell_forward_loops(xw_t, hwT_t, b, c_prev, gates_t, c_t, tanh_c_t, h_t):
+def cell_forward_loops(xw, rows, hwT_t, b, c_prev, gates_t, c_t, tanh_c_t, h_t):
     # One batch row at a time, as short passes that each compile to vector instructions
     # (measured 1.2-1.8x faster than one loop doing everything per unit, which does not).
     B, H = c_prev.shape
     fast = gates_t.itemsize == 4      # float32: rational tanh; float64: exact, via exp
-    add_transposed(xw_t, hwT_t, gates_t)                 # x_t @ Wx + h_{t-1} @ Wh
+    add_transposed(xw, rows, hwT_t, gates_t)             # x_t @ Wx + h_{t-1} @ Wh
     for n in range(B):
         g = gates_t[n]
         for k in range(4 * H):
