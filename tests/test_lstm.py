@@ -259,3 +259,13 @@ def test_backward_leaves_its_inputs_unchanged(rng, B):
         assert np.array_equal(p[name], value), name
     for value, kept in zip((dh, dhT, dcT), upstream):
         assert np.array_equal(value, kept)
+
+
+@pytest.mark.parametrize("shape", [(1, 4), (5, 20), (33, 132), (64, 31)])   # whole and partial tiles
+def test_transposed_copy(shape):
+    from minilstm.core import lstm
+    W = np.arange(shape[0] * shape[1], dtype=np.float32).reshape(shape)
+    for fn in (lstm.transposed_copy.py, lstm.transposed_copy_loops, lstm.transposed_copy):
+        out = fn(W)
+        assert out.flags.c_contiguous and np.array_equal(out, W.T)
+        assert not np.shares_memory(out, W)
