@@ -17,7 +17,8 @@ Shapes: T time steps, B batch, D input width, H hidden units. Everything is time
 ``x[t]`` is a contiguous (B, D) block. Wx (D, 4H), Wh (H, 4H), b (4H,).
 
 How the work is laid out (what makes it fast):
-- the input projection ``x @ Wx`` for all T steps is one matrix product (``linear_forward``);
+- the input projection ``x @ Wx`` for all T steps is one matrix product (``linear_forward``),
+  or, for token inputs, rows read inside the time loop from a (V, 4H) table (``ids=``);
 - the recurrence is one (B, H) @ (H, 4H) product per step, into a buffer allocated once, and
   computed transposed (the form BLAS runs fastest for small batches; see the drivers);
 - bias, gate nonlinearities, cell update and ``tanh(c)`` are one fused elementwise pass per step;
