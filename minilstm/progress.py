@@ -27,18 +27,26 @@ def format_seconds(seconds: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
 
 
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):   # no isatty, or a closed stream
+        return False
+
+
 class Progress:
     """The progress display of a training run.
 
     ``total`` is the number of steps the budget allows (``None`` when only a time budget is
-    set); ``initial`` the step a resumed run starts from. With ``bar=False``, or without tqdm,
-    a plain status line is written every ``every`` steps instead of a bar.
+    set); ``initial`` the step a resumed run starts from. The bar is drawn only on a terminal:
+    with ``bar=False``, without tqdm, or when ``stream`` is a file or a pipe (a log would fill
+    with the bar's redraws), a plain status line is written every ``every`` steps instead.
     """
 
     def __init__(self, stream, total: int | None, initial: int = 0, bar: bool = True, every: int = 100):
         self.stream, self.total, self.every = stream, total, max(1, int(every))
         self._bar = None
-        if bar:
+        if bar and _is_terminal(stream):
             try:
                 from tqdm import tqdm
             except ImportError:

@@ -70,7 +70,7 @@ class TrainConfig:
     resume: str = ""                # "": new run; "auto": continue out_dir/last.ckpt if present; or a checkpoint path
     overwrite: bool = False         # let a new run replace the run already in out_dir
     # output
-    progress: bool = True           # show a progress bar (plain status lines when off)
+    progress: bool = True           # a progress bar on a terminal (plain status lines when off or redirected)
     log_every: int = 10             # write a train record to metrics.jsonl every this many steps
     plot: bool = True               # draw loss.png (train and validation curves) at each evaluation
     estimate: bool = True           # print memory and time-per-step estimates at start (a ~50 ms probe)

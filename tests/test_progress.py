@@ -25,8 +25,13 @@ def test_plain_progress_lines_every_n_steps():
                      "step 30/30: loss 1.5000, 1,234 tok/s, eta 01:00", "a message"]
 
 
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
 def test_bar_goes_to_the_given_stream():
-    stream = io.StringIO()
+    stream = Terminal()
     progress = Progress(stream, total=4, initial=1, bar=True)
     for step in (2, 3, 4):
         progress.update(step, 0.25, 10.0, None)
@@ -34,6 +39,18 @@ def test_bar_goes_to_the_given_stream():
     progress.close()
     text = stream.getvalue()
     assert "4/4" in text and "loss 0.2500" in text and "eta ?" in text and "between\n" in text
+
+
+def test_no_bar_on_a_file_or_pipe():
+    """Output redirected to a log gets plain lines, not a bar's carriage-return redraws."""
+    stream = io.StringIO()                     # isatty() is False, as for a file or a pipe
+    progress = Progress(stream, total=200, bar=True, every=100)
+    for step in range(1, 201):
+        progress.update(step, 0.5, 100.0, 1.0)
+    progress.close()
+    assert "\r" not in stream.getvalue()
+    assert stream.getvalue().splitlines() == ["step 100/200: loss 0.5000, 100 tok/s, eta 00:01",
+                                              "step 200/200: loss 0.5000, 100 tok/s, eta 00:01"]
 
 
 def test_metrics_log_append_read_truncate(tmp_path):

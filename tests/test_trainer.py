@@ -221,8 +221,13 @@ def test_metrics_log_contents(tmp_path):
     assert elapsed == sorted(elapsed) and lines[-1]["eval_s"] > 0
 
 
+class Terminal(io.StringIO):
+    def isatty(self):           # the bar is drawn only on a terminal
+        return True
+
+
 def test_start_report_progress_bar_and_samples():
-    stream = io.StringIO()
+    stream = Terminal()
     make_trainer(stream=stream, max_steps=6, max_epochs=0, eval_every=3, progress=True, estimate=True,
                  sample_length=12, sample_prompt="ab").fit()
     text = stream.getvalue()
