@@ -54,6 +54,7 @@ from minilstm.train_data import evaluate, training_batches, validation_set
 
 VAL_FRACTION = 0.1
 EVAL_STREAMS, EVAL_SEQ = 64, 100           # the reported figures: 64 streams; 100-character windows
+PLOT_SPAN = 0.6                            # nats shown above the lowest validation loss in the plot
 DEFAULT_DATA = common.REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 SMOKE_FLAGS = ["--hidden-sizes", "64", "--batch-size", "8", "--seq-len", "32", "--eval-every", "20",
                "--sample-chars", "40"]
@@ -288,10 +289,16 @@ def parse_nanogpt(lines) -> dict:
     return {"curve": curve, "train_s": clock, "eval_s": eval_s, "steps": len(iters), "parameters": params}
 
 
+def last_point(curve, seconds: float):
+    """The last (training seconds, validation loss) point within ``seconds`` (None: none was)."""
+    before = [(s, loss) for s, loss in curve if s <= seconds]
+    return before[-1] if before else None
+
+
 def loss_at(curve, seconds: float):
     """The last validation loss reached within ``seconds`` of training (None: none was)."""
-    before = [loss for s, loss in curve if s <= seconds]
-    return before[-1] if before else None
+    point = last_point(curve, seconds)
+    return None if point is None else point[1]
 
 
 def run_nanogpt(source: Path, text: str, seconds: float, out: Path) -> dict:
@@ -321,11 +328,26 @@ def run_nanogpt(source: Path, text: str, seconds: float, out: Path) -> dict:
             proc.wait()
     result = parse_nanogpt(lines)
     result["chars_per_s"] = result["steps"] * 12 * 64 / result["train_s"] if result["train_s"] else None
-    result["val_at_budget"] = loss_at(result["curve"], seconds)
+    result["last_eval"] = last_point(result["curve"], seconds)     # (seconds, loss) or None
+    result["val_at_budget"] = None if result["last_eval"] is None else result["last_eval"][1]
     return result
 
 
 # ---------------------------------------------------------------------------------- report
+def nanogpt_comparison(nano: dict, ours: dict) -> str:
+    """minilstm's validation loss at the training time of nanoGPT's last evaluation (nanoGPT's
+    CPU setting stops after 2,000 iterations, usually well inside minilstm's budget); also
+    stored in ``nano["minilstm_at_same_time"]``."""
+    if nano.get("last_eval") is None:
+        return " nanoGPT logged no evaluation within the budget."
+    seconds, theirs = nano["last_eval"]
+    mine = nano["minilstm_at_same_time"] = loss_at(ours["curve"], seconds)
+    if mine is None:
+        return f" minilstm had not validated yet at {seconds:.1f} s of training, nanoGPT's last evaluation."
+    return (f" At {seconds:.1f} s of training (nanoGPT's last evaluation, {theirs:.4f}) minilstm's validation "
+            f"loss was {mine:.4f} (its last evaluation by then, 64 streams).")
+
+
 def fmt(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -333,6 +355,7 @@ def fmt(value, spec: str) -> str:
 def describe(model_cfg, cfg: dict) -> str:
     return (f"E={model_cfg.embedding_dim}, H={'x'.join(map(str, model_cfg.hidden_sizes))}, "
             f"B={cfg['batch_size']}, T={cfg['seq_len']}, {cfg['batching']}, Adam {cfg['lr']:g} {cfg['schedule']}"
+            + (f", weight decay {cfg['weight_decay']:g}" if cfg.get("weight_decay") else "")
             + (f", dropout {model_cfg.dropout:g}" if model_cfg.dropout else "")
             + (f", embedding dropout {model_cfg.embedding_dropout:g}" if model_cfg.embedding_dropout else ""))
 
@@ -342,12 +365,19 @@ def plot(runs: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    lowest = math.inf
     for name, run in runs.items():
         if run.get("curve"):
             seconds, losses = zip(*run["curve"])
             ax.plot(seconds, losses, marker=".", label=name)
+            lowest = min(lowest, *losses)
     ax.set_xlabel("training seconds (evaluation excluded)")
     ax.set_ylabel("validation loss (nats/char)")
+    if math.isfinite(lowest) and ax.get_ylim()[1] > lowest + PLOT_SPAN:
+        # the first evaluations (about 4.2 nats from an untrained model) would squash the end of
+        # the curves, where the runs differ, into a few pixels
+        ax.set_ylim(lowest - 0.05 * PLOT_SPAN, lowest + PLOT_SPAN)
+        ax.set_ylabel(f"validation loss (nats/char; axis cut at {lowest + PLOT_SPAN:.2f})")
     ax.set_title("Validation loss at equal training time")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -430,7 +460,7 @@ def main(argv=None) -> int:
              "what its trainer does at each evaluation besides validating (checkpoints, loss.png, a printed sample)."]
     notes.append("nanoGPT: not run (pass --nanogpt PATH to a local copy of karpathy/nanoGPT)." if nano is None else
                  "* nanoGPT's own estimate: its val loss over 20 random batches of 12 x 64-character windows, the "
-                 "last evaluation within minilstm's training seconds.")
+                 "last evaluation within minilstm's training seconds." + nanogpt_comparison(nano, ours))
     report = (f"# Validation loss at equal training time\n\n{common.machine_summary()}\n\n"
               f"Budget: {args.seconds:g} s of training for minilstm; the others get the training seconds it used.\n\n"
               f"{table}\n\n" + "\n\n".join(notes) + "\n")

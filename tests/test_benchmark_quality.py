@@ -84,6 +84,17 @@ def test_nanogpt_log_parser():
     assert parsed["curve"] == [(0.0, 4.1), (pytest.approx(0.3), 3.5)]       # eval iterations cost 0.1 s each
     assert parsed["train_s"] == pytest.approx(0.5) and parsed["eval_s"] == pytest.approx(1.2)
     assert quality.loss_at(parsed["curve"], 0.25) == 4.1 and quality.loss_at(parsed["curve"], 1.0) == 3.5
+    assert quality.loss_at(parsed["curve"], -1.0) is None
+
+
+def test_nanogpt_comparison_reads_minilstm_at_nanogpts_last_evaluation():
+    ours = {"curve": [(10.0, 2.0), (20.0, 1.8), (30.0, 1.6)]}
+    nano = {"last_eval": (25.0, 1.9)}
+    note = quality.nanogpt_comparison(nano, ours)
+    assert nano["minilstm_at_same_time"] == 1.8 and "At 25.0 s" in note and "1.8000" in note
+    early = {"last_eval": (5.0, 3.0)}
+    assert "had not validated yet" in quality.nanogpt_comparison(early, ours)
+    assert "no evaluation" in quality.nanogpt_comparison({"last_eval": None}, ours)
 
 
 def test_nanogpt_run_stops_at_the_budget(tmp_path):
@@ -101,6 +112,7 @@ def test_nanogpt_run_stops_at_the_budget(tmp_path):
         "    print(f'iter {n}: loss 3.0, time 100.00ms, mfu 1.00%', flush=True)\n")
     result = quality.run_nanogpt(fake, "some text", 1.0, tmp_path)
     assert result["val_at_budget"] == pytest.approx(3.92)       # step 8, after 0.8 s of training
+    assert result["last_eval"] == (pytest.approx(0.8), pytest.approx(3.92))
     assert 1.0 < result["train_s"] < 2.0 and result["chars_per_s"] > 0
     assert "iter 10:" in (tmp_path / "nanogpt_stdout.txt").read_text()
 
@@ -128,3 +140,13 @@ def test_smoke_run_writes_table_plot_and_json(tmp_path):
         assert run["curve"] and all(math.isfinite(loss) for _, loss in run["curve"]), name
     ours, theirs = summary["runs"]["minilstm"], summary["runs"]["PyTorch"]
     assert theirs["train_s"] >= ours["train_s"]          # the same training time, to the last step
+
+
+def test_config_label_names_the_regularisation():
+    cfg = {"batch_size": 32, "seq_len": 100, "batching": "windows", "lr": 3e-3, "schedule": "cosine",
+           "weight_decay": 0.1}
+    sizes = {"vocab_size": 65, "embedding_dim": 64, "hidden_sizes": (512,)}
+    plain = quality.describe(ModelConfig(**sizes), {**cfg, "weight_decay": 0})
+    label = quality.describe(ModelConfig(**sizes, dropout=0.1), cfg)
+    assert plain == "E=64, H=512, B=32, T=100, windows, Adam 0.003 cosine"
+    assert label == plain + ", weight decay 0.1, dropout 0.1"
