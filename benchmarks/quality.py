@@ -334,14 +334,19 @@ def run_nanogpt(source: Path, text: str, seconds: float, out: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------------- report
-def nanogpt_comparison(nano: dict, ours: dict) -> str:
-    """minilstm's validation loss at the training time of nanoGPT's last evaluation (nanoGPT's
-    CPU setting stops after 2,000 iterations, usually well inside minilstm's budget); also
-    stored in ``nano["minilstm_at_same_time"]``."""
-    if nano.get("last_eval") is None:
+def at_nanogpts_last_evaluation(nano: dict, ours: dict):
+    """minilstm's validation loss at the training time of nanoGPT's last evaluation (nanoGPT's CPU
+    setting stops after 2,000 iterations, usually well inside minilstm's budget); None when either
+    had not validated by then."""
+    return None if nano["last_eval"] is None else loss_at(ours["curve"], nano["last_eval"][0])
+
+
+def nanogpt_comparison(nano: dict) -> str:
+    """The sentence of the report that compares the two at nanoGPT's last evaluation."""
+    if nano["last_eval"] is None:
         return " nanoGPT logged no evaluation within the budget."
     seconds, theirs = nano["last_eval"]
-    mine = nano["minilstm_at_same_time"] = loss_at(ours["curve"], seconds)
+    mine = nano["minilstm_at_same_time"]
     if mine is None:
         return f" minilstm had not validated yet at {seconds:.1f} s of training, nanoGPT's last evaluation."
     return (f" At {seconds:.1f} s of training (nanoGPT's last evaluation, {theirs:.4f}) minilstm's validation "
@@ -441,6 +446,7 @@ def main(argv=None) -> int:
     if args.nanogpt:
         print(f"nanoGPT: {args.nanogpt} for {ours['train_s']:.1f} s of training ...", file=sys.stderr, flush=True)
         nano = runs["nanoGPT"] = run_nanogpt(Path(args.nanogpt), text, ours["train_s"], out)
+        nano["minilstm_at_same_time"] = at_nanogpts_last_evaluation(nano, ours)
 
     config = describe(model_cfg, cfg)
     rows = [[name, label, f"{run['parameters']:,}", f"{run['train_s']:.1f}", f"{run['eval_s']:.1f}",
@@ -460,7 +466,7 @@ def main(argv=None) -> int:
              "what its trainer does at each evaluation besides validating (checkpoints, loss.png, a printed sample)."]
     notes.append("nanoGPT: not run (pass --nanogpt PATH to a local copy of karpathy/nanoGPT)." if nano is None else
                  "* nanoGPT's own estimate: its val loss over 20 random batches of 12 x 64-character windows, the "
-                 "last evaluation within minilstm's training seconds." + nanogpt_comparison(nano, ours))
+                 "last evaluation within minilstm's training seconds." + nanogpt_comparison(nano))
     report = (f"# Validation loss at equal training time\n\n{common.machine_summary()}\n\n"
               f"Budget: {args.seconds:g} s of training for minilstm; the others get the training seconds it used.\n\n"
               f"{table}\n\n" + "\n\n".join(notes) + "\n")

@@ -49,9 +49,8 @@ DATA_DEFAULTS = {"out": "runs/shakespeare"}
 MODEL_DEFAULTS = {"embedding_dim": 64, "hidden_sizes": (512,)}
 TRAIN_DEFAULTS = {"max_epochs": 0, "max_seconds": 600.0, "batching": "windows", "batch_size": 32, "seq_len": 100,
                   "lr": 3e-3, "weight_decay": 0.1, "schedule": "cosine", "warmup_steps": 20, "min_lr": 6e-5,
-                  "eval_every": 250,
-                  "eval_at_epoch_end": False, "eval_batching": "stream", "eval_batch_size": 64, "sample_prompt": "ROMEO:",
-                  "sample_length": 160}
+                  "eval_every": 250, "eval_at_epoch_end": False, "eval_batching": "stream", "eval_batch_size": 64,
+                  "sample_prompt": "ROMEO:", "sample_length": 160}
 PROMPTS = ("ROMEO:", "The king")
 TEMPERATURES = (0.5, 1.0)
 

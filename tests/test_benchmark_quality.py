@@ -90,11 +90,15 @@ def test_nanogpt_log_parser():
 def test_nanogpt_comparison_reads_minilstm_at_nanogpts_last_evaluation():
     ours = {"curve": [(10.0, 2.0), (20.0, 1.8), (30.0, 1.6)]}
     nano = {"last_eval": (25.0, 1.9)}
-    note = quality.nanogpt_comparison(nano, ours)
+    nano["minilstm_at_same_time"] = quality.at_nanogpts_last_evaluation(nano, ours)
+    note = quality.nanogpt_comparison(nano)
     assert nano["minilstm_at_same_time"] == 1.8 and "At 25.0 s" in note and "1.8000" in note
     early = {"last_eval": (5.0, 3.0)}
-    assert "had not validated yet" in quality.nanogpt_comparison(early, ours)
-    assert "no evaluation" in quality.nanogpt_comparison({"last_eval": None}, ours)
+    early["minilstm_at_same_time"] = quality.at_nanogpts_last_evaluation(early, ours)
+    assert early["minilstm_at_same_time"] is None and "had not validated yet" in quality.nanogpt_comparison(early)
+    none = {"last_eval": None}
+    assert quality.at_nanogpts_last_evaluation(none, ours) is None
+    assert "no evaluation" in quality.nanogpt_comparison({**none, "minilstm_at_same_time": None})
 
 
 def test_nanogpt_run_stops_at_the_budget(tmp_path):
