@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from minilstm.progress import MetricsLog, Progress, format_seconds, plot_losses
+from trainer_helpers import Terminal
 
 
 def test_format_seconds():
@@ -23,11 +24,6 @@ def test_plain_progress_lines_every_n_steps():
     lines = stream.getvalue().splitlines()
     assert lines == ["step 10/30: loss 1.5000, 1,234 tok/s, eta 01:00", "step 20/30: loss 1.5000, 1,234 tok/s, eta 01:00",
                      "step 30/30: loss 1.5000, 1,234 tok/s, eta 01:00", "a message"]
-
-
-class Terminal(io.StringIO):
-    def isatty(self):
-        return True
 
 
 def test_bar_goes_to_the_given_stream():

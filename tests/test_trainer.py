@@ -15,7 +15,7 @@ from minilstm.model_io import load_model
 from minilstm.train import TrainConfig, Trainer
 from minilstm.train_checkpoint import load_training_checkpoint
 from minilstm.train_data import evaluate, validation_set
-from trainer_helpers import (TRAIN, VAL, VOCAB, eval_records, make_trainer, poems, tiny_config, tiny_model,
+from trainer_helpers import (TRAIN, VAL, VOCAB, Terminal, eval_records, make_trainer, poems, tiny_config, tiny_model,
                              train_records)
 
 
@@ -219,11 +219,6 @@ def test_metrics_log_contents(tmp_path):
         assert r["val_tokens"] == len(VAL) - 1 - (len(VAL) - 1) % 4
     elapsed = [r["elapsed_s"] for r in lines]
     assert elapsed == sorted(elapsed) and lines[-1]["eval_s"] > 0
-
-
-class Terminal(io.StringIO):
-    def isatty(self):           # the bar is drawn only on a terminal
-        return True
 
 
 def test_start_report_progress_bar_and_samples():

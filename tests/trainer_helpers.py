@@ -8,6 +8,12 @@ from minilstm.data import CharVocab
 from minilstm.model import LanguageModel, ModelConfig
 from minilstm.train import TrainConfig, Trainer
 
+class Terminal(io.StringIO):
+    """An in-memory stream that says it is a terminal: the progress bar is drawn only on one."""
+    def isatty(self):
+        return True
+
+
 WORDS = ["ab", "bad", "cab", "dace", "faced", "bead", "deaf", "ace", "fade"]
 
 
