@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from minilstm.core import IGNORE_INDEX, reorder_gates
-from minilstm.data import load_shakespeare, random_windows, read_text, split_ids
+from minilstm.data import load_shakespeare, read_text, split_ids
 from minilstm.model import LanguageModel
 from minilstm.model_io import load_model
 from minilstm.train_checkpoint import load_training_checkpoint
@@ -117,12 +117,16 @@ def unsupported(model_cfg, cfg: dict) -> list:
     return problems
 
 
-def learning_rate(cfg: dict, step: int) -> float:
-    """The rate of the step taken after ``step`` steps (minilstm.schedule's constant and cosine)."""
+def learning_rate(cfg: dict, step: int, seconds: float = 0.0) -> float:
+    """The rate of the step taken after ``step`` steps and ``seconds`` of training
+    (minilstm.schedule's constant and cosine, the cosine over steps or over seconds)."""
     rate = cfg["lr"]
     if cfg["schedule"] == "cosine":
         warm, lo = cfg["warmup_steps"], cfg["min_lr"]
-        progress = min(1.0, max(0.0, (step - warm) / (cfg["lr_decay_steps"] - warm)))
+        if cfg.get("lr_decay_seconds"):
+            progress = min(1.0, max(0.0, seconds / cfg["lr_decay_seconds"]))
+        else:
+            progress = min(1.0, max(0.0, (step - warm) / (cfg["lr_decay_steps"] - warm)))
         rate = lo + 0.5 * (1.0 + math.cos(math.pi * progress)) * (rate - lo)
     if step < cfg["warmup_steps"]:
         rate *= (step + 1) / cfg["warmup_steps"]
@@ -180,25 +184,6 @@ def torch_evaluate(torch, net, validation) -> float:
     return total / count
 
 
-def torch_step_seconds(torch, net, cfg: dict, train_ids, repeats: int = 3) -> float:
-    """Median time of a training step of ``net`` (a copy: its weights are changed) on windows
-    from a generator of its own (the run's data order is untouched); the first is not counted."""
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg["lr"])
-    probe = random_windows(train_ids, cfg["batch_size"], cfg["seq_len"], np.random.default_rng(0))
-    inputs, targets = probe.inputs, probe.targets
-    times = []
-    for _ in range(repeats + 1):
-        started = time.perf_counter()
-        logits, _ = net(time_major(torch, inputs), None)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                 time_major(torch, targets).reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - started)
-    return float(np.median(times[1:]))
-
-
 def run_torch(torch, model_cfg, cfg: dict, train_ids, val_ids, seconds: float, init: str) -> dict:
     """Train the mirror for ``seconds`` of training time; validate like minilstm's trainer does."""
     net = torch_lm(torch, model_cfg, LanguageModel(model_cfg) if init == "minilstm" else None).train()
@@ -209,11 +194,9 @@ def run_torch(torch, model_cfg, cfg: dict, train_ids, val_ids, seconds: float, i
     validation = validation_set(cfg.get("eval_batching") or cfg["batching"], val_ids, cfg["eval_batch_size"], cfg["seq_len"],
                                 max_batches=cfg["eval_batches"])
     if cfg["schedule"] == "cosine":
-        # the decay fitted to PyTorch's own step time, as examples/shakespeare.py fits minilstm's
-        # (0.9 of the steps that fit in the training time): the same schedule shape, not the same
-        # step count, so the slower contender is not left with an unfinished decay
-        step_s = torch_step_seconds(torch, copy.deepcopy(net), cfg, train_ids)
-        cfg = dict(cfg, lr_decay_steps=max(cfg["warmup_steps"] + 1, int(0.9 * seconds / step_s)))
+        # the decay over PyTorch's own training seconds, ending with its budget as minilstm's
+        # ends with minilstm's: the same schedule shape, whatever step count each reaches
+        cfg = dict(cfg, lr_decay_steps=0, lr_decay_seconds=seconds)
     step = epoch = index = tokens = 0
     train_s = eval_s = 0.0
     state, curve, best, best_state, last_eval = None, [], math.inf, None, None
@@ -232,7 +215,7 @@ def run_torch(torch, model_cfg, cfg: dict, train_ids, val_ids, seconds: float, i
         started = time.perf_counter()
         batch = data.batch(epoch, index)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, step)
+            group["lr"] = learning_rate(cfg, step, train_s)
         logits, final = net(time_major(torch, batch.inputs), state)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                                  time_major(torch, batch.targets).reshape(-1))
@@ -253,7 +236,6 @@ def run_torch(torch, model_cfg, cfg: dict, train_ids, val_ids, seconds: float, i
         validate()                            # the final parameters too, as minilstm's eval_at_end
     net.load_state_dict(best_state)
     return {"net": net, "curve": curve, "train_s": train_s, "eval_s": eval_s, "steps": step,
-            "lr_decay_steps": cfg["lr_decay_steps"],
             "chars_per_s": tokens / train_s, "parameters": sum(p.numel() for p in net.parameters())}
 
 

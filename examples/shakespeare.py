@@ -18,31 +18,26 @@ What it does:
 The default configuration is the one that reached the lowest validation loss in a 10-minute
 budget on a 2-core CPU among the candidates we compared (the README lists them): a one-layer LSTM
 of 512 units over 64-wide character embeddings, trained on batches of 32 windows of 100
-characters drawn at random, each from the zero state, with Adam at 3e-3, decoupled weight decay
-0.1 (AdamW; the model overfits this 1 MB corpus within the ten minutes) and a cosine decay that
-ends when the time budget does (with only a time budget, the length of that decay is set from the
-measured time of a few training steps). Windows rather than char-rnn's carried streams: a model
-trained only on carried state meets the zero state once per stream and epoch, and from a fresh
-state some inputs send it into a state it never leaves (validation streams at 6.5 nats/char
-where the others were at 1.7); trained from zero-state windows, it reads long streams well.
+characters drawn at random, each from the zero state, with Adam at 3e-3, decoupled weight decay 0.1 (AdamW; the model
+overfits this 1 MB corpus within the ten minutes) and a cosine decay that follows the run's clock
+and ends when the time budget does, however fast the machine runs. Windows rather than
+char-rnn's carried streams: a model trained only on carried state meets the zero state once per
+stream and epoch, and from a fresh state some inputs send it into a state it never leaves
+(validation streams at 6.5 nats/char where the others were at 1.7); trained from zero-state
+windows, it reads long streams well.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from minilstm._io import atomic_write_text
-from minilstm.data import random_windows
 from minilstm.model_io import load_model
-from minilstm.optimizers import make_optimizer
 from minilstm.sample import SampleConfig, Sampler
-from minilstm.train import train_step
 from minilstm.train_cli import add_train_arguments, prepare_run
 
 DATA_DEFAULTS = {"out": "runs/shakespeare"}
@@ -93,49 +88,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def seconds_per_step(run, repeats: int = 3) -> float:
-    """Median time of a training step of this model and batch shape, measured on a copy (the
-    run's own model and optimizer are not touched); the first, compiling, step is not counted."""
-    cfg = run.train_config
-    model = type(run.model)(run.model.config)
-    optimizer = make_optimizer(cfg.optimizer, model.params, **cfg.optimizer_options())
-    if len(run.train_ids) <= cfg.seq_len:
-        return 0.0
-    batch = random_windows(run.train_ids, cfg.batch_size, cfg.seq_len, np.random.default_rng(0))
-    times = []
-    for k in range(repeats + 1):
-        start = time.perf_counter()
-        train_step(model, optimizer, batch.inputs, batch.targets, lr=cfg.lr)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times[1:]))
-
-
-def fit_cosine_to_budget(run) -> float | None:
-    """A cosine schedule with only a time budget: end the decay where the budget should end;
-    returns the measured seconds per step (None when nothing was fitted).
-
-    Steps = (budget - validation time) / time per step, with validation estimated as a forward
-    pass (a third of a training step per token) over the validation split at each evaluation, and
-    10 % held back for noise: a decay that ends a little early then trains at ``min_lr``, which
-    costs less than one cut off before it ends.
-    """
-    cfg = run.train_config
-    if cfg.schedule != "cosine" or cfg.lr_decay_steps or cfg.max_steps or not cfg.max_seconds:
-        return None
-    step_s = seconds_per_step(run)
-    if step_s <= 0:
-        return None
-    tokens_per_step = cfg.batch_size * cfg.seq_len
-    eval_s = len(run.val_ids) / tokens_per_step * step_s / 3
-    steps = cfg.max_seconds / step_s
-    evaluations = steps / cfg.eval_every if cfg.eval_every else 1
-    steps = int(0.9 * (cfg.max_seconds - evaluations * eval_s) / step_s)
-    run.train_config = dataclasses.replace(cfg, lr_decay_steps=max(steps, cfg.warmup_steps + 1))
-    print(f"timing: {step_s:.3f} s per step of {tokens_per_step:,} tokens -> cosine decay over "
-          f"{run.train_config.lr_decay_steps:,} steps to fit {cfg.max_seconds:g} s")
-    return step_s
-
-
 def write_samples(out: Path, args) -> str:
     loaded = load_model(out / "best.ckpt")
     sampler = Sampler(loaded.model.eval(), loaded.vocab)
@@ -155,7 +107,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         run = prepare_run(args, text=SMOKE_TEXT if args.smoke and not args.data else None)
-        fit_cosine_to_budget(run)
         result = run.trainer().fit()
     except (ValueError, OSError) as exc:
         print(f"shakespeare.py: error: {exc}", file=sys.stderr)

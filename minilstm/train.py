@@ -156,12 +156,12 @@ class Trainer:
         values = {"eval_batch_size": config.eval_batch_size or config.batch_size}
         if config.batching == "windows":
             values["windows_per_epoch"] = len(self.data)
-        if config.schedule == "cosine" and not config.lr_decay_steps:
+        if config.schedule == "cosine" and not (config.lr_decay_steps or config.lr_decay_seconds):
             budget = self.step_budget(config)
-            if budget is None:
-                raise ValueError("TrainConfig.lr_decay_steps: the cosine schedule needs the step at which "
-                                 "it reaches min_lr; with only a time budget (max_seconds) set it explicitly")
-            values["lr_decay_steps"] = max(budget, config.warmup_steps + 1)
+            if budget is not None:
+                values["lr_decay_steps"] = max(budget, config.warmup_steps + 1)
+            else:     # only a time budget: decay over the run's clock, to end with the budget
+                values["lr_decay_seconds"] = config.max_seconds
         return dataclasses.replace(config, **values)
 
     def step_budget(self, config: TrainConfig | None = None) -> int | None:

@@ -51,6 +51,7 @@ class TrainConfig:
     lr_decay_start: int = 10        # "step": the end of this epoch (or step) is the first decay event
     lr_decay_unit: str = "epoch"    # "step": what lr_decay_every and lr_decay_start count, "epoch" or "step"
     lr_decay_steps: int = 0         # "cosine": step at which min_lr is reached (auto: the step budget)
+    lr_decay_seconds: float = 0.0   # "cosine", instead of lr_decay_steps: second of the run at which min_lr is reached (auto: max_seconds when there is no step or epoch budget)
     min_lr: float = 0.0             # "cosine": final rate; "step": the rate never goes below it
     # gradient clipping
     clip_norm: float = 5.0          # rescale the gradient when its global L2 norm exceeds this (0: off)
@@ -101,7 +102,8 @@ class TrainConfig:
                 bad(name, "an integer >= 1")
         if not integer(self.seed):
             bad("seed", "an integer")
-        for name in ("max_seconds", "weight_decay", "min_lr", "clip_norm", "clip_value", "min_delta"):
+        for name in ("max_seconds", "lr_decay_seconds", "weight_decay", "min_lr", "clip_norm", "clip_value",
+                     "min_delta"):
             if not number(getattr(self, name)) or getattr(self, name) < 0:
                 bad(name, "a finite number >= 0")
         if not (self.max_epochs or self.max_steps or self.max_seconds):
@@ -125,6 +127,8 @@ class TrainConfig:
             bad("lr_decay", "a factor in (0, 1]")
         if self.schedule == "cosine" and self.lr_decay_steps and self.lr_decay_steps <= self.warmup_steps:
             bad("lr_decay_steps", f"0 (auto) or more than warmup_steps ({self.warmup_steps})")
+        if self.lr_decay_steps and self.lr_decay_seconds:
+            bad("lr_decay_seconds", f"0 when lr_decay_steps ({self.lr_decay_steps}) ends the decay: one or the other")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             bad("nesterov", "False unless optimizer is 'sgd' with momentum > 0")
         if not number(self.sample_temperature) or self.sample_temperature <= 0:
@@ -156,9 +160,11 @@ class TrainConfig:
         return dict(momentum=self.momentum, weight_decay=self.weight_decay, nesterov=self.nesterov)
 
     def make_schedule(self) -> Schedule:
-        """The schedule of a resolved configuration (``lr_decay_steps`` filled in for cosine)."""
+        """The schedule of a resolved configuration (lr_decay_steps or lr_decay_seconds filled in
+        for cosine)."""
         return Schedule(self.schedule, self.lr, self.warmup_steps, self.lr_decay, self.lr_decay_every,
-                        self.lr_decay_start, self.lr_decay_unit, self.lr_decay_steps, self.min_lr)
+                        self.lr_decay_start, self.lr_decay_unit, self.lr_decay_steps, self.lr_decay_seconds,
+                        self.min_lr)
 
 
 # Fields that change the sequence of parameters a run goes through: a resumed run must keep them
@@ -166,8 +172,8 @@ class TrainConfig:
 TRAJECTORY_FIELDS = ("batching", "batch_size", "seq_len", "windows_per_epoch", "seed", "optimizer", "lr",
                      "beta1", "beta2", "alpha", "eps", "momentum", "nesterov", "weight_decay", "schedule",
                      "warmup_steps", "lr_decay", "lr_decay_every", "lr_decay_start", "lr_decay_unit",
-                     "lr_decay_steps", "min_lr", "clip_norm", "clip_value")
-AUTO_FIELDS = ("windows_per_epoch", "lr_decay_steps", "eval_batch_size")
+                     "lr_decay_steps", "lr_decay_seconds", "min_lr", "clip_norm", "clip_value")
+AUTO_FIELDS = ("windows_per_epoch", "lr_decay_steps", "lr_decay_seconds", "eval_batch_size")
 
 
 def resumed_config(config: TrainConfig, saved: dict) -> TrainConfig:

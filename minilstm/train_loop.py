@@ -6,7 +6,7 @@ display, the step of the last save).
 
 Order within one step (the order a resumed run must reproduce):
 
-    budget / stop checks  ->  batch(epoch, index)  ->  lr = schedule(step, epoch)
+    budget / stop checks  ->  batch(epoch, index)  ->  lr = schedule(step, epoch, seconds)
     ->  train_step (carried state for streams)  ->  step += 1, index += 1  ->  log, on_step
     ->  epoch end: epoch += 1, index = 0, carried state dropped
     ->  validation (every eval_every steps, at epoch ends): best.ckpt, patience, plot, sample
@@ -49,7 +49,7 @@ def run_loop(trainer, signals) -> tuple:
         if status is not None:
             break
         batch = data.batch(run.epoch, run.batch_index)
-        lr = trainer.schedule(run.step, run.epoch)
+        lr = trainer.schedule(run.step, run.epoch, trainer.elapsed())
         started = trainer.clock()
         try:
             result = train_step(trainer.model, trainer.optimizer, batch.inputs, batch.targets,

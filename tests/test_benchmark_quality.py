@@ -74,6 +74,15 @@ def test_learning_rate_follows_minilstm_schedule(kind):
         assert math.isclose(quality.learning_rate(cfg, step), schedule(step), rel_tol=1e-12), step
 
 
+def test_learning_rate_follows_minilstm_cosine_over_seconds():
+    cfg = {"lr": 2e-3, "schedule": "cosine", "warmup_steps": 5, "lr_decay_steps": 0, "lr_decay_seconds": 60.0,
+           "min_lr": 4e-5}
+    schedule = Schedule("cosine", 2e-3, 5, decay_seconds=60.0, min_lr=4e-5)
+    for step, seconds in [(0, 0.0), (3, 1.0), (5, 1.5), (40, 20.0), (41, 30.0), (500, 59.0), (900, 75.0)]:
+        assert math.isclose(quality.learning_rate(cfg, step, seconds), schedule(step, 0, seconds),
+                             rel_tol=1e-12), (step, seconds)
+
+
 def test_nanogpt_log_parser():
     log = ["number of parameters: 0.80M", "step 0: train loss 4.2000, val loss 4.1000",
            "iter 0: loss 4.2, time 900.00ms, mfu -100.00%", "iter 1: loss 4.0, time 100.00ms, mfu 1.00%",

@@ -50,18 +50,13 @@ def test_smoke_trains_saves_and_samples(smoke):
         assert text.startswith(prompt) and len(text.rstrip("\n")) >= len(prompt) + 300 - 1
 
 
-def test_cosine_decay_is_fitted_to_the_time_budget(tmp_path, capsys):
+def test_cosine_decay_ends_with_the_time_budget(tmp_path):
     example = load_example(SCRIPT)
     args = example.parse_args(["--smoke", "--out", str(tmp_path), "--max-steps", "0", "--max-seconds", "3"])
-    run = example.prepare_run(args, text=example.SMOKE_TEXT)
-    step_s = example.fit_cosine_to_budget(run)
-    steps = run.train_config.lr_decay_steps
-    # at most 90 % of the steps that fit in the budget (the held-back margin), at least the warm-up
-    assert run.train_config.warmup_steps < steps <= 0.9 * 3 / step_s + 1
-    assert "cosine decay over" in capsys.readouterr().out
+    timed = example.prepare_run(args, text=example.SMOKE_TEXT).trainer().config
+    assert (timed.lr_decay_seconds, timed.lr_decay_steps) == (3.0, 0)       # over the run's clock
     fixed = example.prepare_run(example.parse_args(["--smoke", "--out", str(tmp_path)]), text=example.SMOKE_TEXT)
-    assert example.fit_cosine_to_budget(fixed) is None  # a step budget: the trainer's own rule applies
-    assert fixed.train_config.lr_decay_steps == 0
+    assert (fixed.trainer().config.lr_decay_steps, fixed.trainer().config.lr_decay_seconds) == (40, 0)
 
 
 def test_bad_arguments_are_named(tmp_path):

@@ -44,6 +44,18 @@ def test_cosine_with_warmup():
     assert schedule(35) == pytest.approx(quarter, rel=1e-12)
 
 
+def test_cosine_over_seconds():
+    schedule = Schedule("cosine", lr=1.0, warmup_steps=10, decay_seconds=600.0, min_lr=0.1)
+    assert schedule(0, 0, 0.0) == pytest.approx(0.1)        # warm-up still counts steps
+    assert schedule(10, 0, 0.0) == pytest.approx(1.0)
+    assert schedule(10, 0, 300.0) == pytest.approx(0.55)    # half the seconds: the mean of peak and floor
+    assert schedule(10**6, 0, 150.0) == schedule(20, 0, 150.0)   # the step count plays no part
+    quarter = 0.1 + 0.9 * (1 + math.cos(math.pi / 4)) / 2
+    assert schedule(50, 0, 150.0) == pytest.approx(quarter, rel=1e-12)
+    assert schedule(50, 0, 600.0) == pytest.approx(0.1) and schedule(50, 0, 1e9) == pytest.approx(0.1)
+    assert "cosine: 1 -> 0.1 at 600 s" in schedule.describe()
+
+
 def test_warmup_applies_to_every_kind():
     assert [Schedule("constant", lr=1.0, warmup_steps=4)(s) for s in range(5)] == [.25, .5, .75, 1, 1]
     step = Schedule("step", lr=1.0, warmup_steps=2, decay=0.5, decay_start=1, decay_every=1)
@@ -60,6 +72,10 @@ def test_warmup_applies_to_every_kind():
     (dict(kind="step", unit="batch"), r"Schedule.unit: got 'batch'"),
     (dict(kind="cosine", decay_steps=5, warmup_steps=5), r"Schedule.decay_steps: got 5, expected an integer > warmup_steps"),
     (dict(warmup_steps=-1), r"Schedule.warmup_steps: got -1"),
+    (dict(kind="cosine", decay_seconds=-1.0), r"Schedule.decay_seconds: got -1.0, expected a finite number >= 0"),
+    (dict(kind="cosine", decay_seconds=float("inf")), r"Schedule.decay_seconds: got inf"),
+    (dict(kind="cosine", decay_steps=50, decay_seconds=60.0), r"Schedule.decay_steps: got 50, expected 0 when decay_seconds \(60\)"),
+    (dict(kind="cosine"), r"Schedule.decay_steps: got 0, expected an integer > warmup_steps \(0\).*or set decay_seconds"),
 ])
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -12,6 +12,7 @@ import pytest
 
 from minilstm.data import PoemBatches
 from minilstm.model_io import load_model
+from minilstm.schedule import Schedule
 from minilstm.train import TrainConfig, Trainer
 from minilstm.train_checkpoint import load_training_checkpoint
 from minilstm.train_data import evaluate, validation_set
@@ -61,6 +62,25 @@ def test_time_budget_with_a_controlled_clock():
     assert train[-2]["elapsed_s"] < 10.0 <= result.elapsed_s     # else the check before the last step stops
 
 
+def test_cosine_over_a_time_budget_follows_the_clock():
+    # The rate of each step is the cosine at the clock's reading when the step starts, so it
+    # reaches min_lr when the budget ends whatever the number of steps that took.
+    ticks = itertools.count()
+    clock = lambda: next(ticks) * 0.25     # noqa: E731  every reading advances 0.25 s
+    config = tiny_config(max_epochs=0, max_seconds=10.0, schedule="cosine", lr=1e-3, min_lr=1e-5)
+    result = Trainer(tiny_model(), config, TRAIN, VAL, VOCAB, stream=io.StringIO(), clock=clock).fit()
+    assert result.reason == "max_seconds=10 reached"
+    train = [r for r in result.records if r["kind"] == "train"]
+    assert len(train) >= 3
+    rates = [r["lr"] for r in train]
+    assert all(a > b for a, b in zip(rates, rates[1:]))          # the clock advances every step
+    assert rates[0] < 1e-3 and rates[-1] > 1e-5                  # read after the start, before the end
+    resolved = Schedule("cosine", lr=1e-3, decay_seconds=10.0, min_lr=1e-5)
+    for record, previous in zip(train[1:], train):
+        # the rate is read between the clock readings logged after the step before and this one
+        assert resolved(0, 0, record["elapsed_s"]) <= record["lr"] <= resolved(0, 0, previous["elapsed_s"])
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("batching", "shuffled", r"TrainConfig.batching: got 'shuffled', expected one of \('stream', 'windows', 'poems'\)"),
     ("optimizer", "adagrad", r"TrainConfig.optimizer: got 'adagrad', expected one of"),
@@ -72,6 +92,7 @@ def test_time_budget_with_a_controlled_clock():
     ("beta2", 1.0, r"TrainConfig.beta2: got 1.0, expected a number in \[0, 1\)"),
     ("clip_norm", -1.0, r"TrainConfig.clip_norm: got -1.0, expected a finite number >= 0"),
     ("lr_decay_unit", "batch", r"TrainConfig.lr_decay_unit: got 'batch'"),
+    ("lr_decay_seconds", -1.0, r"TrainConfig.lr_decay_seconds: got -1.0, expected a finite number >= 0"),
     ("nesterov", True, r"TrainConfig.nesterov: got True, expected False unless optimizer is 'sgd' with momentum > 0"),
     ("progress", "yes", r"TrainConfig.progress: got 'yes', expected True or False"),
     ("max_epochs", 0, r"TrainConfig.max_epochs: got 0, expected a budget"),
@@ -273,8 +294,11 @@ def test_resume_refuses_other_trajectory_data_or_model(tmp_path):
 def test_cosine_schedule_resolves_its_length_from_the_budget():
     assert make_trainer(schedule="cosine", max_steps=30, max_epochs=1).config.lr_decay_steps == 30
     assert make_trainer(schedule="cosine", max_steps=0, max_epochs=2).config.lr_decay_steps == 112
-    with pytest.raises(ValueError, match="TrainConfig.lr_decay_steps: the cosine schedule needs"):
-        make_trainer(schedule="cosine", max_epochs=0, max_seconds=5.0)
+    timed = make_trainer(schedule="cosine", max_epochs=0, max_seconds=5.0).config   # only a time budget
+    assert (timed.lr_decay_steps, timed.lr_decay_seconds) == (0, 5.0)
+    assert make_trainer(schedule="cosine", max_steps=30, max_epochs=0, max_seconds=5.0).config.lr_decay_seconds == 0
+    with pytest.raises(ValueError, match=r"TrainConfig.lr_decay_seconds: got 60.0, expected 0 when lr_decay_steps \(30\)"):
+        tiny_config(schedule="cosine", lr_decay_steps=30, lr_decay_seconds=60.0)
     result = make_trainer(schedule="cosine", max_steps=10, max_epochs=0, warmup_steps=2, min_lr=1e-4).fit()
     rates = [r["lr"] for r in result.records if r["kind"] == "train"]
     assert rates[0] == pytest.approx(1e-3) and rates[1] == pytest.approx(2e-3) and rates[-1] < 3e-4
