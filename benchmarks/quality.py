@@ -30,6 +30,7 @@ from __future__ import annotations
 import common  # noqa: F401  (first: sets the thread count before numpy loads)
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -283,19 +284,32 @@ def loss_at(curve, seconds: float):
     return None if point is None else point[1]
 
 
-def run_nanogpt(source: Path, text: str, seconds: float, out: Path) -> dict:
-    """nanoGPT's train.py on ``text`` in a temporary copy, stopped once it passes ``seconds`` of
-    training time; its log is kept as ``nanogpt_stdout.txt``."""
-    env = thread_env()
-    lines = []
-    with tempfile.TemporaryDirectory(prefix="quality-nanogpt-") as tmp, open(out / "nanogpt_stdout.txt", "w") as log:
+@contextlib.contextmanager
+def nanogpt_copy(source: Path, text: str, out: Path):
+    """A temporary copy of nanoGPT with ``text`` prepared as its shakespeare_char corpus (its own
+    prepare.py). Made before anything trains, so that a copy that cannot run stops the script at
+    once instead of after twenty minutes of LSTM training; the output goes to ``nanogpt_stdout.txt``."""
+    with tempfile.TemporaryDirectory(prefix="quality-nanogpt-") as tmp:
         root = Path(tmp) / "nanoGPT"
         shutil.copytree(source, root, ignore=shutil.ignore_patterns(".git", "out*", "*.bin", "*.pt"))
         corpus = root / "data" / "shakespeare_char"
         corpus.mkdir(parents=True, exist_ok=True)
         (corpus / "input.txt").write_text(text, encoding="utf-8")
-        subprocess.run([sys.executable, "prepare.py"], cwd=corpus, env=env, stdout=log, stderr=subprocess.STDOUT,
-                       check=True)
+        with open(out / "nanogpt_stdout.txt", "w") as log:
+            done = subprocess.run([sys.executable, "prepare.py"], cwd=corpus, env=thread_env(), stdout=log,
+                                  stderr=subprocess.STDOUT)
+        if done.returncode != 0:
+            raise SystemExit(f"quality.py: nanoGPT's data/shakespeare_char/prepare.py failed in the copy of "
+                             f"{source} (exit {done.returncode}); its output is in {out / 'nanogpt_stdout.txt'}")
+        yield root
+
+
+def run_nanogpt(root: Path, seconds: float, out: Path) -> dict:
+    """nanoGPT's train.py in a prepared copy (:func:`nanogpt_copy`), stopped once it passes
+    ``seconds`` of training time; its log is appended to ``nanogpt_stdout.txt``."""
+    env = thread_env()
+    lines = []
+    with open(out / "nanogpt_stdout.txt", "a") as log:
         cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", *NANOGPT_FLAGS,
                f"--out_dir={root / 'out'}"]
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -404,7 +418,16 @@ def main(argv=None) -> int:
         data = out / "corpus.txt"
         data.write_text(load_shakespeare(), encoding="utf-8")
     text = read_text(data)
+    with contextlib.ExitStack() as cleanup:
+        nano_root = None
+        if args.nanogpt:
+            print(f"nanoGPT: preparing a copy of {args.nanogpt} ...", file=sys.stderr, flush=True)
+            nano_root = cleanup.enter_context(nanogpt_copy(Path(args.nanogpt), text, out))
+        return compare(args, out, torch, data, text, nano_root)
 
+
+def compare(args, out: Path, torch, data: Path, text: str, nano_root: Path | None) -> int:
+    """The three runs and the report (``nano_root``: a prepared nanoGPT copy, or None)."""
     print(f"minilstm: examples/shakespeare.py for {args.seconds:g} s of training ...", file=sys.stderr, flush=True)
     ours = run_minilstm(data, out, args.seconds,
                         (SMOKE_FLAGS if args.smoke else []) + shlex.split(args.example_args))
@@ -425,9 +448,9 @@ def main(argv=None) -> int:
 
     runs = {"minilstm": ours, "PyTorch": theirs}
     nano = None
-    if args.nanogpt:
+    if nano_root is not None:
         print(f"nanoGPT: {args.nanogpt} for {ours['train_s']:.1f} s of training ...", file=sys.stderr, flush=True)
-        nano = runs["nanoGPT"] = run_nanogpt(Path(args.nanogpt), text, ours["train_s"], out)
+        nano = runs["nanoGPT"] = run_nanogpt(nano_root, ours["train_s"], out)
         nano["minilstm_at_same_time"] = at_nanogpts_last_evaluation(nano, ours)
 
     config = describe(model_cfg, cfg)

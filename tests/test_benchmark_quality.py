@@ -123,11 +123,26 @@ def test_nanogpt_run_stops_at_the_budget(tmp_path):
         "for n in range(1000):\n"
         "    if n % 4 == 0: print(f'step {n}: train loss 3.0, val loss {4 - n / 100:.4f}')\n"
         "    print(f'iter {n}: loss 3.0, time 100.00ms, mfu 1.00%', flush=True)\n")
-    result = quality.run_nanogpt(fake, "some text", 1.0, tmp_path)
+    with quality.nanogpt_copy(fake, "some text", tmp_path) as root:
+        result = quality.run_nanogpt(root, 1.0, tmp_path)
     assert result["val_at_budget"] == pytest.approx(3.92)       # step 8, after 0.8 s of training
     assert result["last_eval"] == (pytest.approx(0.8), pytest.approx(3.92))
     assert 1.0 < result["train_s"] < 2.0 and result["chars_per_s"] > 0
     assert "iter 10:" in (tmp_path / "nanogpt_stdout.txt").read_text()
+
+
+def test_a_nanogpt_copy_that_cannot_prepare_stops_before_any_training(tmp_path):
+    fake = tmp_path / "nanoGPT"
+    (fake / "data" / "shakespeare_char").mkdir(parents=True)
+    (fake / "data" / "shakespeare_char" / "prepare.py").write_text("import a_module_that_is_not_installed\n")
+    out = tmp_path / "results"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality.py"), "--smoke", "--data",
+                           str(REPO / "README.md"), "--out", str(out), "--nanogpt", str(fake)],
+                          capture_output=True, text=True, timeout=180, cwd=REPO)
+    assert done.returncode != 0
+    assert "nanoGPT's data/shakespeare_char/prepare.py failed" in done.stderr
+    assert "minilstm:" not in done.stderr and not (out / "minilstm_stdout.txt").exists()   # nothing trained
+    assert "a_module_that_is_not_installed" in (out / "nanogpt_stdout.txt").read_text()
 
 
 def test_smoke_run_writes_table_plot_and_json(tmp_path):
