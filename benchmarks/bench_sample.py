@@ -8,10 +8,11 @@ torch.multinomial, under torch.inference_mode() with 2 threads; we take the fast
 default and ``torch.backends.mkldnn.enabled = False``. Contenders alternate (A B C A B C ...)
 and we report medians.
 
-At H=512, L=2 every character reads all recurrent and input weights once (about 12.6 MB in
-float32); where that is more than the last-level cache holds, memory bandwidth bounds any batch-1
-sampler. The script measures this machine's read bandwidth (with the threads the sampler uses)
-and its cache size, and reports the bound and how close we come.
+Every character reads every weight once (at H=512, L=2 about 12.1 MB in float32), so how fast
+the weights can be read bounds any batch-1 sampler. The script measures that bound per model:
+where the weights fit in the last-level cache, as the time BLAS's matrix-vector product (numpy's,
+with the benchmark's threads) takes over a matrix of the same bytes, already in cache; where they
+do not, as memory read bandwidth / bytes. It reports the bound and how close minilstm comes.
 
     python benchmarks/bench_sample.py [--quick]
 """
@@ -99,6 +100,18 @@ def _time(fn):
     return time.perf_counter() - start
 
 
+def cached_read_seconds(nbytes: int, min_seconds: float = 0.2) -> float:
+    """Median seconds of one BLAS matrix-vector product over ``nbytes`` of float32 weights (a
+    (rows, 1024) matrix times a vector), repeated on the same matrix so that, where it fits, it is
+    read from cache as a sampler's weights are. A tuned product that reads every weight once:
+    what a batch-1 step's products cost at best, summed into one call."""
+    M = np.ones((max(nbytes // 4096, 1), 1024), dtype=np.float32)
+    x, y = np.ones(1024, dtype=np.float32), np.empty(M.shape[0], dtype=np.float32)
+    np.dot(M, x, y)
+    reps = max(int(min_seconds / max(_time(lambda: np.dot(M, x, y)), 1e-7)), 10)
+    return common.median([_time(lambda: [np.dot(M, x, y) for _ in range(reps)]) / reps for _ in range(5)])
+
+
 def weight_bytes_per_char(H, L, V=65):
     """float32 bytes read per generated character: every Wh, every Wx above the first layer
     (the first layer's input is one row of its table), the output layer and one table row."""
@@ -132,25 +145,26 @@ def main():
         speed = {k: LENGTH / t for k, t in times.items()}
         ours = speed.get("numba", speed["numpy"])
         best_torch = max((v for k, v in speed.items() if k.startswith("torch")), default=None)
-        bound = bandwidth * 1e9 / weight_bytes_per_char(H, L)
+        nbytes = weight_bytes_per_char(H, L)
+        in_cache = nbytes <= cache
+        bound = 1.0 / cached_read_seconds(nbytes) if in_cache else bandwidth * 1e9 / nbytes
         rows.append([f"H={H} L={L}", f"{speed.get('numba', float('nan')):,.0f}", f"{speed['numpy']:,.0f}",
                      f"{best_torch:,.0f}" if best_torch else "n/a",
                      f"{ours / best_torch:.1f}x" if best_torch else "n/a",
-                     f"{weight_bytes_per_char(H, L) / 2**20:.1f}",
-                     "yes" if weight_bytes_per_char(H, L) <= cache else "no",
+                     f"{nbytes / 2**20:.1f}", "cache (BLAS matvec)" if in_cache else "memory",
                      f"{bound:,.0f}", f"{ours / bound:.0%}"])
         print(f"  measured H={H} L={L}", file=sys.stderr, flush=True)
     print(f"Characters per second, batch 1, {LENGTH:,} characters after a {PROMPT}-character prompt "
-          f"(medians of {args.passes}). Memory read bandwidth of this machine with {threads} "
-          f"thread(s), as the numba sampler uses at H=512: {bandwidth:.1f} GB/s; last-level cache "
-          f"{cache / 2**20:.0f} MB.\n")
+          f"(medians of {args.passes}). Last-level cache {cache / 2**20:.0f} MB; memory read "
+          f"bandwidth with {threads} thread(s), as the numba sampler uses at H=512: {bandwidth:.1f} GB/s.\n")
     print(common.markdown_table(
         ["model", "minilstm numba", "minilstm numpy", "PyTorch (best mode)", "minilstm / PyTorch",
-         "weights read per char (MB)", "fit in cache", "bandwidth bound (chars/s)",
-         "numba vs bound"], rows))
-    print("\nThe bound is memory read bandwidth / bytes of weights per character: what a sampler "
-          "that streams every weight from memory once per character could reach. Where the weights "
-          "fit in the last-level cache they are read from there, faster, and the bound does not apply.")
+         "weights read per char (MB)", "read from", "read bound (chars/s)", "numba vs bound"], rows))
+    print("\nThe read bound is what a sampler that does nothing but read every weight once per "
+          "character could reach: where the weights fit in the last-level cache, 1 / the time of "
+          "one BLAS matrix-vector product over the same number of bytes (numpy's BLAS, "
+          f"{common.THREADS} thread(s), matrix already in cache); where they do not, memory read "
+          "bandwidth / bytes per character.")
 
 
 if __name__ == "__main__":
