@@ -13,6 +13,7 @@ setup(
     description="From-scratch LSTM language models: NumPy maths, Numba speed, verified gradients.",
     long_description=(here / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    license="MIT",           # an SPDX expression (license classifiers are deprecated)
     python_requires=">=3.10",
     packages=find_packages(include=["minilstm", "minilstm.*"]),
     install_requires=[
@@ -29,7 +30,6 @@ setup(
     entry_points={"console_scripts": ["minilstm=minilstm.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: MIT License",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
 )
