@@ -156,7 +156,8 @@ def main():
         print(f"  measured H={H} L={L}", file=sys.stderr, flush=True)
     print(f"Characters per second, batch 1, {LENGTH:,} characters after a {PROMPT}-character prompt "
           f"(medians of {args.passes}). Last-level cache {cache / 2**20:.0f} MB; memory read "
-          f"bandwidth with {threads} thread(s), as the numba sampler uses at H=512: {bandwidth:.1f} GB/s.\n")
+          f"bandwidth with {threads} thread(s), as the numba sampler uses at H=512 (numba threading "
+          f"layer: {minilstm.core.threading_layer() or 'none'}): {bandwidth:.1f} GB/s.\n")
     print(common.markdown_table(
         ["model", "minilstm numba", "minilstm numpy", "PyTorch (best mode)", "minilstm / PyTorch",
          "weights read per char (MB)", "read from", "read bound (chars/s)", "numba vs bound"], rows))
