@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -57,6 +58,20 @@ def test_cosine_decay_ends_with_the_time_budget(tmp_path):
     assert (timed.lr_decay_seconds, timed.lr_decay_steps) == (3.0, 0)       # over the run's clock
     fixed = example.prepare_run(example.parse_args(["--smoke", "--out", str(tmp_path)]), text=example.SMOKE_TEXT)
     assert (fixed.trainer().config.lr_decay_steps, fixed.trainer().config.lr_decay_seconds) == (40, 0)
+
+
+def test_validation_reads_all_of_tiny_shakespeare_and_a_sample_of_larger_texts():
+    """The default scores the whole split at tiny Shakespeare's size (111,539 validation ids) and
+    at most 35 batches of 64 x 50 characters of a larger one (the complete works': 505,732)."""
+    from minilstm.train_data import validation_set
+    args = load_example(SCRIPT).parse_args([])
+    for n, scored in ((111_539, 64 * 1742), (505_732, 35 * 64 * 50)):
+        ids = np.arange(n) % 65
+        val = validation_set(args.eval_batching, ids, args.eval_batch_size, args.seq_len,
+                             max_batches=args.eval_batches)
+        whole = validation_set(args.eval_batching, ids, args.eval_batch_size, args.seq_len)
+        assert val.tokens == scored
+        assert (val.tokens == whole.tokens) == (n == 111_539)
 
 
 def test_bad_arguments_are_named(tmp_path):
