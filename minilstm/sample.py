@@ -110,8 +110,8 @@ PARALLEL_MIN_WEIGHTS = 1 << 19
 
 
 def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MIN_WEIGHTS) -> ModelPlan:
-    """Lay ``model`` out for the generation kernels; ``threads`` (default: the active backend's,
-    1 on numpy) share the products of layers whose Wh has at least ``min_weights`` entries.
+    """Lay ``model`` out for the generation kernels; ``threads`` (default: ``parallel_threads()``,
+    1 on numpy and on numba's slow fallback threading layer) share the products of layers whose Wh has at least ``min_weights`` entries.
     The text is the same whatever the threads (each output sums in the same order)."""
     cfg, P = model.config, model.params
     large = [H * 4 * H >= min_weights for H in cfg.hidden_sizes]   # by Wh: every layer has one
