@@ -105,11 +105,14 @@ def test_column_split_products_are_bit_identical(parts, N):
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
-def test_threaded_plan_gives_the_same_text(vocab, backend):
+@pytest.mark.parametrize("dtype, n", [("float32", 1), ("float64", 3)])
+def test_threaded_plan_gives_the_same_text(vocab, backend, dtype, n):
+    """Products split over threads by output columns give the same text as one thread, for
+    several sequences at once too."""
     if backend == "numba" and not core.numba_available():
         pytest.skip("numba is not installed")
-    model = make_model(vocab, hidden_sizes=(40, 24))
-    cfg = SampleConfig(prompt="abc ", length=150, seed=5, top_k=5)
+    model = make_model(vocab, dtype=dtype, hidden_sizes=(40, 24))
+    cfg = SampleConfig(prompt="abc ", length=150, seed=5, top_k=5, n=n)
     texts = {}
     with minilstm.use_backend(backend):
         for threads in (1, 2):
@@ -117,7 +120,7 @@ def test_threaded_plan_gives_the_same_text(vocab, backend):
             sampler.plan = plan_model(model, threads=threads, min_weights=0)   # split every layer
             assert (sampler.plan.layers[:, 6] == threads).all()
             texts[threads] = sampler.generate(cfg)
-    assert texts[1] == texts[2] and len(texts[1][0]) > 100
+    assert texts[1] == texts[2] and len(texts[1]) == n and len(texts[1][0]) > 100
 
 
 def test_priming_equals_feeding_tokens_one_at_a_time(vocab):
