@@ -44,14 +44,14 @@ def batch(B, T, seed=0):
     return ids[:, :-1], ids[:, 1:]
 
 
-def minilstm_contender(backend, B, T, H, L):
+def minilstm_contender(backend, B, T, H, L, threads=None):
     model = LanguageModel(ModelConfig(vocab_size=V, embedding_dim=H, hidden_sizes=(H,) * L))
     optimizer = make_optimizer("adam", model.params)
     ids, targets = batch(B, T)
 
     def step():
         with minilstm.use_backend(backend):
-            train_step(model, optimizer, ids, targets, lr=2e-3)
+            train_step(model, optimizer, ids, targets, lr=2e-3, threads=threads)
 
     def forward():
         with minilstm.use_backend(backend):
@@ -91,6 +91,8 @@ def measure_config(torch, B, T, H, L, passes, repeats):
     backends = ["numba", "numpy"] if minilstm.core.numba_available() else ["numpy"]
     for backend in backends:
         steps[backend], forwards[backend] = minilstm_contender(backend, B, T, H, L)
+    if "numba" in backends:      # the same step unsharded: BLAS's threads share each product
+        steps["numba-1"], _ = minilstm_contender("numba", B, T, H, L, threads=1)
     if torch is not None:
         for mkldnn in (True, False):
             name = "torch" if mkldnn else "torch-no-onednn"
@@ -201,7 +203,7 @@ def main():
                 memory[contender] = result["peak_mb"] - result["before_mb"]
         fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
         step_rows.append([
-            f"B={B} T={T} H={H} L={L}", fmt(steps.get("numba")), fmt(steps["numpy"]),
+            f"B={B} T={T} H={H} L={L}", fmt(steps.get("numba")), fmt(steps.get("numba-1")), fmt(steps["numpy"]),
             f"{fmt(torch_step)} ({torch_kind})" if torch_step else "n/a",
             f"{torch_step / ours:.2f}x" if torch_step else "n/a",
             f"{B * T / ours:,.0f}", f"{flops / ours / 1e9:.1f}",
@@ -216,11 +218,15 @@ def main():
 
     print("## Training step (forward + backward + clip norm + Adam), median seconds\n")
     print(common.markdown_table(
-        ["config", "minilstm numba", "minilstm numpy", "PyTorch (best mode)", "PyTorch / minilstm",
-         "minilstm chars/s", "minilstm GFLOP/s", "PyTorch GFLOP/s", "minilstm peak MB", "PyTorch peak MB"],
+        ["config", "minilstm numba", "minilstm numba, 1 shard", "minilstm numpy", "PyTorch (best mode)",
+         "PyTorch / minilstm", "minilstm chars/s", "minilstm GFLOP/s", "PyTorch GFLOP/s", "minilstm peak MB", "PyTorch peak MB"],
         step_rows))
     print("\nGFLOP/s counts 2 FLOPs per multiply-add of the products PyTorch performs (see "
-          "`char_lm_flops`); peak MB is resident memory added by two training steps in a fresh process.\n")
+          "`char_lm_flops`); peak MB is resident memory added by two training steps in a fresh process. "
+          f"minilstm numba cuts the batch into shards, one thread each (`minilstm.parallel`; here "
+          f"up to {minilstm.parallel.available_threads()} shards of at least "
+          f"{minilstm.parallel.MIN_SHARD_ROWS} sequences); '1 shard' is the same step on the whole batch "
+          "with BLAS's threads sharing each product.\n")
     print("## Forward only (inference mode), median seconds\n")
     print(common.markdown_table(["config", "minilstm numba", "minilstm numpy", "PyTorch (best mode)",
                                  "PyTorch / minilstm"], forward_rows))

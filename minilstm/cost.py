@@ -67,8 +67,11 @@ class MemoryEstimate:
 
 
 def memory_estimate(config: ModelConfig, batch_size: int, seq_len: int,
-                    optimizer: str = "adam") -> MemoryEstimate:
-    """Peak memory of one training step of ``config`` on (batch_size, seq_len) batches."""
+                    optimizer: str = "adam", shards: int = 1) -> MemoryEstimate:
+    """Peak memory of one training step of ``config`` on (batch_size, seq_len) batches.
+
+    ``shards`` > 1: a data-parallel step (``minilstm.parallel``), where every shard also holds a
+    gradient buffer of its own; the shards' activations add up to the whole batch's."""
     if optimizer not in OPTIMIZER_SLOTS:
         raise ValueError(f"memory_estimate: optimizer is {optimizer!r}, expected one of {tuple(OPTIMIZER_SLOTS)}")
     s = np.dtype(config.dtype).itemsize
@@ -83,7 +86,8 @@ def memory_estimate(config: ModelConfig, batch_size: int, seq_len: int,
     floats += 2 * N * V + N
     widths = [config.embedding_dim if config.input_mode == "embedding" else 0] + list(Hs[:-1])
     backward = N * config.output_input_size + max(N * (5 * H + D) for H, D in zip(Hs, widths))
-    return MemoryEstimate(parameters=P * s, gradients=P * s, optimizer=OPTIMIZER_SLOTS[optimizer] * P * s,
+    gradient_buffers = 1 + shards if shards > 1 else 1
+    return MemoryEstimate(parameters=P * s, gradients=gradient_buffers * P * s, optimizer=OPTIMIZER_SLOTS[optimizer] * P * s,
                           activations=8 * N + floats * s, backward=backward * s)
 
 

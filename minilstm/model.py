@@ -20,6 +20,7 @@ One-hot input is the fold with E = identity: ``xw = Wx[ids]``.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 
@@ -173,6 +174,16 @@ class LanguageModel:
     def eval(self) -> "LanguageModel":
         self.training = False
         return self
+
+    def replica(self) -> "LanguageModel":
+        """A model that shares this one's parameter values and buffers but has its own gradient
+        buffer, tape and dropout generator: one shard of a data-parallel step."""
+        other = copy.copy(self)
+        other.params = self.params.sharing_values()
+        other.dropout_rng = np.random.default_rng(0)   # reseeded from ours at each sharded step
+        other._tape = None
+        other._shard_replicas = None
+        return other
 
     def zero_grad(self) -> None:
         self.params.zero_grad()

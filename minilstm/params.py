@@ -79,6 +79,15 @@ class Parameters:
     def zero_grad(self) -> None:
         self.grad.fill(0)
 
+    def sharing_values(self) -> "Parameters":
+        """A Parameters over the *same* ``data`` (and views) with a gradient buffer of its own:
+        what a data-parallel shard computes into (``minilstm.parallel``)."""
+        other = object.__new__(Parameters)
+        other.layout, other.dtype, other.data, other.values = self.layout, self.dtype, self.data, self.values
+        other.grad = np.zeros_like(self.grad)
+        other.grads = self.layout.views(other.grad)
+        return other
+
     def load_flat(self, flat: np.ndarray) -> None:
         """Copy a saved flat vector in (shape and dtype must match: no silent casts)."""
         if flat.shape != self.data.shape:

@@ -56,6 +56,7 @@ class TrainConfig:
     # gradient clipping
     clip_norm: float = 5.0          # rescale the gradient when its global L2 norm exceeds this (0: off)
     clip_value: float = 0.0         # clamp every gradient element to [-clip_value, clip_value] (0: off)
+    threads: int = 0                # batch shards computed side by side, one thread each (0: auto, one per core; 1: off)
     # evaluation and early stopping
     eval_every: int = 1000          # validate every this many steps (0: only at epoch ends)
     eval_at_epoch_end: bool = True  # also validate after every epoch
@@ -94,7 +95,7 @@ class TrainConfig:
         number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
         for name in ("max_epochs", "max_steps", "windows_per_epoch", "warmup_steps", "lr_decay_start",
                      "lr_decay_steps", "eval_every", "eval_batch_size", "eval_batches", "patience",
-                     "save_every", "sample_length"):
+                     "save_every", "sample_length", "threads"):
             if not integer(getattr(self, name)) or getattr(self, name) < 0:
                 bad(name, "an integer >= 0")
         for name in ("batch_size", "seq_len", "lr_decay_every", "log_every"):

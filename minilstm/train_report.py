@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from .cost import memory_estimate, parameter_count, time_estimate
+from .parallel import shard_count
 
 
 def format_fields(title: str, values: dict, width: int = 100) -> str:
@@ -39,6 +40,9 @@ def announce(trainer) -> None:
     say(f"parameters: {count:,} ({count * model.dtype.itemsize / 2**20:,.2f} MiB as {model.dtype})")
     say(f"schedule: {trainer.schedule.describe()}; budget: " + ", ".join(
         f"{name}={getattr(cfg, name)}" for name in ("max_epochs", "max_steps", "max_seconds") if getattr(cfg, name)))
+    shards = shard_count(model, B, cfg.threads or None)
+    say(f"threads: {shards} shard{'s' if shards > 1 else ''} of the batch side by side" if shards > 1
+        else "threads: the whole batch in one thread, BLAS's threads sharing each product")
     if cfg.estimate:
-        say(f"memory estimate per step: {memory_estimate(model.config, B, T, cfg.optimizer).describe()}")
+        say(f"memory estimate per step: {memory_estimate(model.config, B, T, cfg.optimizer, shards).describe()}")
         say(f"time estimate: {time_estimate(model.config, B, T, clock=trainer.clock).describe(B * T)}")

@@ -25,24 +25,29 @@ def test_parameter_count_matches_the_model(config):
     assert parameter_count(config) == LanguageModel(config).num_parameters
 
 
+@pytest.mark.parametrize("shards", [1, 2])
 @pytest.mark.parametrize("config, optimizer", list(zip(CONFIGS, itertools.cycle(["adam", "rmsprop", "sgd"]))))
-def test_memory_estimate_matches_the_measured_peak(config, optimizer):
+def test_memory_estimate_matches_the_measured_peak(config, optimizer, shards):
     B, T = 16, 24
     ids = np.random.default_rng(0).integers(0, config.vocab_size, size=(B, T + 1))
+    step = dict(lr=1e-3, clip_norm=1.0, threads=shards)
     warm = LanguageModel(config)       # first call compiles or loads kernels: keep that out of the trace
-    train_step(warm, make_optimizer(optimizer, warm.params), ids[:, :-1], ids[:, 1:], lr=1e-3, clip_norm=1.0)
+    train_step(warm, make_optimizer(optimizer, warm.params), ids[:, :-1], ids[:, 1:], **step)
     tracemalloc.start()
     try:
         model = LanguageModel(config)
-        train_step(model, make_optimizer(optimizer, model.params), ids[:, :-1], ids[:, 1:], lr=1e-3, clip_norm=1.0)
+        train_step(model, make_optimizer(optimizer, model.params), ids[:, :-1], ids[:, 1:], **step)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    estimate = memory_estimate(config, B, T, optimizer)
+    estimate = memory_estimate(config, B, T, optimizer, shards)
     # NumPy reports its buffers to tracemalloc; temporaries inside compiled kernels are not seen,
     # and the estimate counts the largest backward temporaries as if all were alive at once.
     # Measured on these configurations: 0.8-1.1 of the estimate; 30% either way is the promise.
-    assert 0.7 <= peak / estimate.total <= 1.3, (peak, estimate.describe())
+    # With two shards the estimate assumes both hold their half of the activations at once; a
+    # shard that finishes first frees its half, so the peak lies between the two cases.
+    low = estimate.total - (estimate.activations + estimate.backward) // 2 if shards > 1 else estimate.total
+    assert 0.7 * low <= peak <= 1.3 * estimate.total, (peak, estimate.describe())
 
 
 def test_memory_estimate_parts():
