@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 import minilstm
+import minilstm.parallel
 from minilstm.model import LanguageModel, ModelConfig
 from minilstm.optimizers import make_optimizer
 from minilstm.train import train_step
@@ -46,12 +47,13 @@ def batch(B, T, seed=0):
 
 def minilstm_contender(backend, B, T, H, L, threads=None):
     model = LanguageModel(ModelConfig(vocab_size=V, embedding_dim=H, hidden_sizes=(H,) * L))
+    model.threads = threads
     optimizer = make_optimizer("adam", model.params)
     ids, targets = batch(B, T)
 
     def step():
         with minilstm.use_backend(backend):
-            train_step(model, optimizer, ids, targets, lr=2e-3, threads=threads)
+            train_step(model, optimizer, ids, targets, lr=2e-3)
 
     def forward():
         with minilstm.use_backend(backend):
@@ -92,7 +94,7 @@ def measure_config(torch, B, T, H, L, passes, repeats):
     for backend in backends:
         steps[backend], forwards[backend] = minilstm_contender(backend, B, T, H, L)
     if "numba" in backends:      # the same step unsharded: BLAS's threads share each product
-        steps["numba-1"], _ = minilstm_contender("numba", B, T, H, L, threads=1)
+        steps["numba-1"], forwards["numba-1"] = minilstm_contender("numba", B, T, H, L, threads=1)
     if torch is not None:
         for mkldnn in (True, False):
             name = "torch" if mkldnn else "torch-no-onednn"
@@ -211,7 +213,8 @@ def main():
             f"{memory['numba']:.0f}" if "numba" in memory else "n/a",
             f"{memory['torch']:.0f}" if "torch" in memory else "n/a"])
         ours_fwd = forwards.get("numba", forwards["numpy"])
-        forward_rows.append([f"B={B} T={T} H={H} L={L}", fmt(forwards.get("numba")), fmt(forwards["numpy"]),
+        forward_rows.append([f"B={B} T={T} H={H} L={L}", fmt(forwards.get("numba")), fmt(forwards.get("numba-1")),
+                             fmt(forwards["numpy"]),
                              fmt(torch_fwd), f"{torch_fwd / ours_fwd:.2f}x" if torch_fwd else "n/a"])
         raw.append(dict(B=B, T=T, H=H, L=L, step=steps, forward=forwards, flops=flops, memory_mb=memory))
         print(f"  measured B={B} T={T} H={H} L={L}: " + " | ".join(step_rows[-1]), file=sys.stderr, flush=True)
@@ -228,8 +231,8 @@ def main():
           f"{minilstm.parallel.MIN_SHARD_ROWS} sequences); '1 shard' is the same step on the whole batch "
           "with BLAS's threads sharing each product.\n")
     print("## Forward only (inference mode), median seconds\n")
-    print(common.markdown_table(["config", "minilstm numba", "minilstm numpy", "PyTorch (best mode)",
-                                 "PyTorch / minilstm"], forward_rows))
+    print(common.markdown_table(["config", "minilstm numba", "minilstm numba, 1 shard", "minilstm numpy",
+                                 "PyTorch (best mode)", "PyTorch / minilstm"], forward_rows))
     if minilstm.core.numba_available():
         print("\n## Start-up: import, compile or load compiled code, one step (B=50 T=50 H=128 L=2)\n")
         print(startup_report())

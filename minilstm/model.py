@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import core
+from . import core, parallel
 from .core._check import id_array
 from .params import ParamLayout, Parameters, normal, uniform
 
@@ -142,6 +142,7 @@ class LanguageModel:
         self.dropout_rng = np.random.default_rng([config.seed, 1])   # explicit, saved on resume
         self._tape = None
         self.tokens_in_loss = 0     # targets counted by the last forward's loss
+        self._threads = None        # batch shards side by side (minilstm.parallel); None: automatic
         if init:
             self.initialize(np.random.default_rng(config.seed))
 
@@ -183,7 +184,19 @@ class LanguageModel:
         other.dropout_rng = np.random.default_rng(0)   # reseeded from ours at each sharded step
         other._tape = None
         other._shard_replicas = None
+        other._threads = 1
         return other
+
+    @property
+    def threads(self) -> int | None:
+        """Up to how many shards of a batch ``forward`` and ``backward`` compute side by side, one
+        thread each (``minilstm.parallel``): None (the default) picks one per core where that is
+        known to pay, 1 computes the whole batch on this thread (BLAS's threads share products)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, value) -> None:
+        self._threads = parallel.check_threads(value)
 
     def zero_grad(self) -> None:
         self.params.zero_grad()
@@ -220,6 +233,9 @@ class LanguageModel:
         ids = id_array(where, "ids", ids, cfg.vocab_size, dims=[("B", None), ("T", None)])
         B, T = ids.shape
         state = self._check_state(state, B)
+        shards = parallel.shard_count(self, B)
+        if shards > 1:                                  # the batch in shards, one thread each
+            return parallel.forward(self, ids, targets, state, shards, ignore_index)
         train, rng = self.training, self.dropout_rng
         tape = SimpleNamespace(ids=np.ascontiguousarray(ids.T), B=B, T=T, layers=[], dlogits=None)
         tape.fold = self._folds_embedding(T, B)
@@ -277,6 +293,8 @@ class LanguageModel:
         the kernels computed them (for analysis; the next forward or backward drops them)."""
         if self._tape is None:
             raise RuntimeError("LanguageModel.lstm_caches: run forward first (backward clears them)")
+        if isinstance(self._tape, parallel.ShardedTape):
+            return parallel.joined_caches(self._tape)
         return [cache for cache, _ in self._tape.layers]
 
     # ------------------------------------------------------------------ backward
@@ -285,6 +303,8 @@ class LanguageModel:
         tape = self._tape
         if tape is None or tape.dlogits is None:
             raise RuntimeError("LanguageModel.backward: call forward(ids, targets) in training mode first")
+        if isinstance(tape, parallel.ShardedTape):
+            return parallel.backward(self)              # each shard's backward, then the sum
         cfg, P, G = self.config, self.params, self.params.grads
         T, B = tape.T, tape.B
         tied = cfg.tie_weights

@@ -1,36 +1,40 @@
-"""Data-parallel training steps: the batch cut into shards, each shard's forward and backward on
-its own thread, the gradients combined.
+"""Data parallelism on CPU threads: a batch cut into shards, each shard's forward and backward
+on its own thread, the gradients combined. ``LanguageModel.forward``/``backward`` use it
+whenever ``model.threads`` allows more than one shard.
 
 Why. A training step at these sizes is a few hundred small matrix products (one per LSTM time
 step) with elementwise passes in between. With BLAS threading each product, the cores meet at
 a barrier once per product and the elementwise passes run on one core while the others wait.
 The sequences of a batch are independent until the gradients are summed, so a shard of B/n
 sequences per core runs the whole step with single-threaded BLAS and no barrier at all; the
-threads meet once per step. Measured on 2 cores, whole training steps (forward, backward),
-processes alternated: 1.25x faster at B=50 H=128 (L=1 and L=3), 1.4x at H=64, 1.07x at B=64
-H=512, where the per-step products are large enough for BLAS's own threads to be efficient.
+threads meet twice per step. Measured on 2 cores, training steps against one shard: in
+``benchmarks/bench_kernels.py`` (one run, contenders alternated in one process) 1.6-1.8x
+faster at B=50 H=128-256 with 2-3 layers and at B=64 T=100 H=512 L=2, 1.2-1.6x with one layer
+of H >= 128, but 0.8-0.9x at H=64 with one or two layers; in separate processes, one contender
+per process, alternated four times, H=64 with one and two layers was 1.5x faster.
 
-How. Every shard is a *replica* of the model: the same parameter values (read only during
-forward and backward, never copied), its own gradient buffer, tape and dropout generator. The
-kernels release the GIL (``nogil``), so Python threads run them in parallel; each thread asks
-OpenBLAS for one thread of its own (``openblas_set_num_threads_local``) so that the shards do
-not also start BLAS's thread pool and oversubscribe the cores.
+How. Every shard is a *replica* of the model (``LanguageModel.replica``): the same parameter
+values (read only during forward and backward, never copied), its own gradient buffer, tape
+and dropout generator. The kernels release the GIL (``nogil``), so Python threads run them in
+parallel; each thread asks OpenBLAS for one thread of its own (``openblas_set_num_threads_local``)
+so that the shards do not also wake BLAS's thread pool and oversubscribe the cores.
 
 The result is the unsharded step's up to rounding: the mean loss over all counted targets is
 the count-weighted mean of the shards' means, and so is its gradient,
 
     L = sum_s (n_s / N) L_s,        dL/dθ = sum_s (n_s / N) dL_s/dθ,
 
-with n_s the targets shard s counts (not ``ignore_index``) and N = sum_s n_s. Carried states
-are cut and joined by rows. What changes with the shard count: the last bits of sums (BLAS
-adds in a different order for a different number of rows) and, with dropout, the masks (each
-shard draws from a generator seeded from the model's, so a run is reproducible for a given
-thread count). Batch norm normalises over the whole batch, so models with it are never sharded.
+with n_s the targets shard s counts (not ``ignore_index``) and N = sum_s n_s. Logits, carried
+states and LSTM caches are joined by rows. What changes with the shard count: the last bits of
+sums (BLAS adds in another order for another number of rows) and, with dropout, the masks (each
+shard draws from a generator seeded from the model's, one draw per step, so a run is
+reproducible and resumable for a given thread count). Batch norm normalises a training batch
+with its own statistics, so a model with it is not sharded in training (it is in inference).
 
-Where sharding is on: ``threads=None`` means one shard per core this process may use (or
-``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` when set lower), with at least
-``MIN_SHARD_ROWS`` sequences per shard, on the numba backend, on Linux with OpenBLAS (whose
-per-thread control is what keeps the cores from being oversubscribed; elsewhere one shard).
+How many shards: ``model.threads`` None (the default) means one per core this process may use
+(or ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` when set lower), on the numba backend, on Linux
+with OpenBLAS (whose per-thread control keeps the cores from being oversubscribed; elsewhere
+one shard); an int caps it. Either way each shard gets at least ``MIN_SHARD_ROWS`` sequences.
 """
 from __future__ import annotations
 
@@ -45,8 +49,8 @@ import numpy as np
 
 from . import core
 
-# Fewer rows than this per shard leave the per-step products too thin to pay for a thread
-# (B=8 per shard is still 1.2x faster than 2-thread BLAS on the full batch at H=128).
+# Fewer rows than this per shard leave the per-step products thin. Measured with 8 per shard
+# (B=16, H=128, L=2, processes alternated): 14.2-14.5 ms per step against 18.2-22.4 unsharded.
 MIN_SHARD_ROWS = 8
 
 _lock = threading.Lock()
@@ -110,20 +114,25 @@ def available_threads() -> int:
     return max(1, cores)
 
 
-def shard_count(model, batch_size: int, threads: int | None = None) -> int:
-    """How many shards a training step of ``batch_size`` sequences uses (1: not sharded).
-
-    ``threads`` None: automatic (see the module notes); an int >= 1: at most that many.
-    """
+def shard_count(model, batch_size: int) -> int:
+    """How many shards ``model.forward`` cuts a batch of ``batch_size`` sequences into (1: none),
+    from ``model.threads``: None automatic (see the module notes), an int >= 1 at most that many."""
+    threads = model.threads
     if threads is None:
         if core.backend() != "numba" or not _blas_libraries():
             return 1
         threads = available_threads()
-    elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"train_step: threads={threads!r}, expected None (automatic) or an int >= 1")
-    if model.config.head_norm == "batch":
+    if model.training and model.config.head_norm == "batch":
         return 1                      # batch statistics span the whole batch
     return max(1, min(int(threads), batch_size // MIN_SHARD_ROWS))
+
+
+def check_threads(threads):
+    """``threads`` if it is None or an int >= 1, else a ValueError naming it."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or threads < 1):
+        raise ValueError(f"LanguageModel.threads: got {threads!r}, expected None (automatic) or an int >= 1")
+    return None if threads is None else int(threads)
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
@@ -142,7 +151,7 @@ def _replicas(model, n: int) -> list:
     """n replicas of ``model`` sharing its parameter values, each with its own gradient buffer."""
     cached = getattr(model, "_shard_replicas", None)
     if cached is None or len(cached) != n or cached[0].params.data is not model.params.data:
-        cached = [model.replica() for _ in range(n)]
+        cached = [model.replica() for _ in range(n)]     # each with threads = 1
         model._shard_replicas = cached
     return cached
 
@@ -151,52 +160,96 @@ def _bounds(B: int, n: int) -> list:
     return [(s * B // n, (s + 1) * B // n) for s in range(n)]
 
 
-def forward_backward(model, ids, targets, state, shards: int, ignore_index=core.IGNORE_INDEX):
-    """Forward and backward of one training batch in ``shards`` threads.
-
-    Leaves d(mean loss)/dθ in ``model.params.grad`` (overwritten, not added) and returns
-    ``(loss, new_state)``; sets ``model.tokens_in_loss``. ``ids``, ``targets`` (B, T).
-    """
-    ids, targets = np.asarray(ids), np.asarray(targets)
-    B = ids.shape[0]
-    if targets.shape != ids.shape:
-        raise ValueError(f"LanguageModel.forward: targets has shape {targets.shape}, "
-                         f"expected (B, T) = {ids.shape}")
-    bounds = _bounds(B, shards)
-    replicas = _replicas(model, shards)
-    cfg = model.config
-    if cfg.dropout or cfg.embedding_dropout or cfg.head_dropout:
-        for replica, seed in zip(replicas, model.dropout_rng.integers(0, 2**63, size=shards)):
-            replica.dropout_rng = np.random.default_rng(seed)
-    counts = [int(np.count_nonzero(targets[lo:hi] != ignore_index)) for lo, hi in bounds]
-    total = sum(counts)
-    weights = [n / total if total else 0.0 for n in counts]
-
-    def run(s):
-        lo, hi = bounds[s]
-        replica = replicas[s].train()
-        part = None if state is None else [(h[lo:hi], c[lo:hi]) for h, c in state]
-        _, loss, new_state = replica.forward(ids[lo:hi], targets[lo:hi], part, ignore_index)
-        replica.zero_grad()
-        replica.backward()
-        replica.params.grad *= replica.params.dtype.type(weights[s])
-        return loss, new_state
-
-    futures = [_executor(shards - 1).submit(run, s) for s in range(1, shards)]
+def _in_threads(run, n: int) -> list:
+    """[run(0), ..., run(n-1)]: run(0) on this thread, the others on the pool, every one with
+    single-threaded BLAS; waits for all of them and re-raises the first error."""
+    futures = [_executor(n - 1).submit(run, s) for s in range(1, n)]
     previous = _set_blas_threads([1] * len(_blas_libraries()))
     try:
         first = run(0)
     finally:
         _set_blas_threads(previous)
-        wait(futures)            # every shard has finished with the buffers before we return
-    results = [first] + [future.result() for future in futures]     # re-raises a shard's error
-    grad = model.params.grad
-    np.copyto(grad, replicas[0].params.grad)
-    for replica in replicas[1:]:
-        grad += replica.params.grad
-    model.tokens_in_loss = total
-    model._tape = None
-    loss = sum(w * r[0] for w, r in zip(weights, results))
-    new_state = [tuple(np.concatenate([r[1][layer][k] for r in results]) for k in range(2))
+        wait(futures)            # every shard is done with the buffers before we go on
+    return [first] + [future.result() for future in futures]
+
+
+class ShardedTape:
+    """What ``LanguageModel.backward`` needs after a sharded forward: the replicas (each holding
+    its own tape) and each shard's weight n_s / N in the mean loss."""
+
+    def __init__(self, replicas, bounds, weights):
+        self.replicas, self.bounds, self.weights = replicas, bounds, weights
+        self.dlogits = True        # a training forward with targets: backward may run
+
+
+def forward(model, ids, targets, state, shards: int, ignore_index):
+    """``LanguageModel.forward`` of a validated batch (ids (B, T), state checked) in ``shards``
+    threads; same return value: logits (B, T, V), the mean loss (or None) and the final state."""
+    B = ids.shape[0]
+    if targets is not None:
+        targets = np.asarray(targets)
+        if targets.shape != ids.shape:
+            raise ValueError(f"LanguageModel.forward: targets has shape {targets.shape}, "
+                             f"expected (B, T) = {ids.shape}")
+    bounds = _bounds(B, shards)
+    replicas = _replicas(model, shards)
+    cfg = model.config
+    if model.training and (cfg.dropout or cfg.embedding_dropout or cfg.head_dropout):
+        for replica, seed in zip(replicas, model.dropout_rng.integers(0, 2**63, size=shards)):
+            replica.dropout_rng = np.random.default_rng(seed)
+
+    def run(s):
+        lo, hi = bounds[s]
+        replica = replicas[s]
+        replica.training = model.training
+        part = None if state is None else [(h[lo:hi], c[lo:hi]) for h, c in state]
+        return replica.forward(ids[lo:hi], None if targets is None else targets[lo:hi], part, ignore_index)
+
+    results = _in_threads(run, shards)
+    logits = np.concatenate([result[0] for result in results])
+    new_state = [tuple(np.concatenate([result[2][layer][k] for result in results]) for k in range(2))
                  for layer in range(cfg.num_layers)]
-    return float(loss), new_state
+    loss = None
+    counts = [replica.tokens_in_loss for replica in replicas]
+    total = sum(counts)
+    weights = [n / total if total else 0.0 for n in counts]
+    if targets is not None:
+        loss = float(sum(w * result[1] for w, result in zip(weights, results)))
+    model.tokens_in_loss = total
+    model._tape = ShardedTape(replicas, bounds, weights)
+    if targets is None or not model.training:
+        model._tape.dlogits = None
+    return logits, loss, new_state
+
+
+def backward(model) -> None:
+    """``LanguageModel.backward`` after a sharded forward: each replica's backward on its own
+    thread, then ``params.grad += sum_s (n_s / N) * (replica s's gradient)``."""
+    tape = model._tape
+
+    def run(s):
+        replica = tape.replicas[s]
+        replica.zero_grad()
+        replica.backward()
+        replica.params.grad *= replica.params.dtype.type(tape.weights[s])
+
+    _in_threads(run, len(tape.replicas))
+    for replica in tape.replicas:
+        model.params.grad += replica.params.grad
+    model._tape = None
+
+
+def joined_caches(tape) -> list:
+    """Each layer's LSTM cache of a sharded forward, joined along the batch as one forward of
+    the whole batch would have made it (``LanguageModel.lstm_caches``)."""
+    per_shard = [replica.lstm_caches() for replica in tape.replicas]
+    joined = []
+    for layer in range(len(per_shard[0])):
+        caches = [shard[layer] for shard in per_shard]
+        first = caches[0]
+        time_major = {name: np.concatenate([getattr(c, name) for c in caches], axis=1)
+                      for name in ("gates", "c", "tanh_c", "h")}
+        states = {name: np.concatenate([getattr(c, name) for c in caches]) for name in ("h0", "c0")}
+        x = None if first.x is None else np.concatenate([c.x for c in caches], axis=1)
+        joined.append(first._replace(x=x, **time_major, **states))
+    return joined

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import core, parallel
+from . import core
 from ._signals import StopSignals
 from .optimizers import make_optimizer
 from .progress import MetricsLog, Progress, plot_losses
@@ -55,23 +55,16 @@ class StepResult:
 
 
 def train_step(model, optimizer, ids, targets, state=None, *, lr: float,
-               clip_norm: float | None = None, clip_value: float | None = None,
-               threads: int | None = None) -> StepResult:
+               clip_norm: float | None = None, clip_value: float | None = None) -> StepResult:
     """forward -> backward -> (check, clip) -> optimizer step, on one (B, T) batch.
 
-    ``threads``: the batch is cut into up to this many shards computed side by side
-    (``minilstm.parallel``); None picks one per core where that is known to pay, 1 turns it off.
     Raises :class:`NonFiniteError` *before* touching the parameters if the loss or the gradient
     is not finite, so the model stays as it was after the previous step.
     """
     model.train()
-    shards = parallel.shard_count(model, np.shape(ids)[0] if np.ndim(ids) == 2 else 0, threads)
-    if shards > 1:
-        loss, new_state = parallel.forward_backward(model, ids, targets, state, shards)
-    else:
-        _, loss, new_state = model.forward(ids, targets, state)
-        model.zero_grad()
-        model.backward()
+    _, loss, new_state = model.forward(ids, targets, state)
+    model.zero_grad()
+    model.backward()
     if not math.isfinite(loss):
         raise NonFiniteError(f"training loss is {loss}; the step was not applied")
     grads = model.params.grad
@@ -114,6 +107,7 @@ class Trainer:
             raise ValueError(f"Trainer: vocab has {len(vocab)} tokens but the model's vocab_size is "
                              f"{model.config.vocab_size}")
         self.model, self.vocab, self.clock, self.on_step = model, vocab, clock, on_step
+        model.threads = config.threads or None        # 0 in the config: automatic
         self.stream = stream if stream is not None else sys.stdout
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.resumed_from = self._resume_path(config)

@@ -56,7 +56,7 @@ class TrainConfig:
     # gradient clipping
     clip_norm: float = 5.0          # rescale the gradient when its global L2 norm exceeds this (0: off)
     clip_value: float = 0.0         # clamp every gradient element to [-clip_value, clip_value] (0: off)
-    threads: int = 0                # batch shards computed side by side, one thread each (0: auto, one per core; 1: off)
+    threads: int = 0                # batch shards computed side by side, one thread each (0: auto, one per core; 1: off); sets model.threads
     # evaluation and early stopping
     eval_every: int = 1000          # validate every this many steps (0: only at epoch ends)
     eval_at_epoch_end: bool = True  # also validate after every epoch

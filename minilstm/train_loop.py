@@ -54,8 +54,7 @@ def run_loop(trainer, signals) -> tuple:
         try:
             result = train_step(trainer.model, trainer.optimizer, batch.inputs, batch.targets,
                                 trainer.carried if data.carries_state else None, lr=lr,
-                                clip_norm=cfg.clip_norm or None, clip_value=cfg.clip_value or None,
-                                threads=cfg.threads or None)
+                                clip_norm=cfg.clip_norm or None, clip_value=cfg.clip_value or None)
         except NonFiniteError as exc:
             _fail(trainer, f"step {run.step + 1} (epoch {run.epoch + 1}, batch {run.batch_index + 1} of "
                            f"{len(data)}, lr {lr:.3g}): {exc}", exc)

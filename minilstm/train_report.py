@@ -40,7 +40,7 @@ def announce(trainer) -> None:
     say(f"parameters: {count:,} ({count * model.dtype.itemsize / 2**20:,.2f} MiB as {model.dtype})")
     say(f"schedule: {trainer.schedule.describe()}; budget: " + ", ".join(
         f"{name}={getattr(cfg, name)}" for name in ("max_epochs", "max_steps", "max_seconds") if getattr(cfg, name)))
-    shards = shard_count(model, B, cfg.threads or None)
+    shards = shard_count(model, B)
     say(f"threads: {shards} shard{'s' if shards > 1 else ''} of the batch side by side" if shards > 1
         else "threads: the whole batch in one thread, BLAS's threads sharing each product")
     if cfg.estimate:

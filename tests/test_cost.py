@@ -30,13 +30,14 @@ def test_parameter_count_matches_the_model(config):
 def test_memory_estimate_matches_the_measured_peak(config, optimizer, shards):
     B, T = 16, 24
     ids = np.random.default_rng(0).integers(0, config.vocab_size, size=(B, T + 1))
-    step = dict(lr=1e-3, clip_norm=1.0, threads=shards)
     warm = LanguageModel(config)       # first call compiles or loads kernels: keep that out of the trace
-    train_step(warm, make_optimizer(optimizer, warm.params), ids[:, :-1], ids[:, 1:], **step)
+    warm.threads = shards
+    train_step(warm, make_optimizer(optimizer, warm.params), ids[:, :-1], ids[:, 1:], lr=1e-3, clip_norm=1.0)
     tracemalloc.start()
     try:
         model = LanguageModel(config)
-        train_step(model, make_optimizer(optimizer, model.params), ids[:, :-1], ids[:, 1:], **step)
+        model.threads = shards
+        train_step(model, make_optimizer(optimizer, model.params), ids[:, :-1], ids[:, 1:], lr=1e-3, clip_norm=1.0)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

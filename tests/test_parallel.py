@@ -26,19 +26,26 @@ def model_and_batch(dtype="float64", B=24, T=6, **kw):
 
 def unsharded(config, ids, targets, state):
     model = LanguageModel(config)
-    _, loss, new_state = model.forward(ids, targets, state)
+    model.threads = 1
+    logits, loss, new_state = model.forward(ids, targets, state)
     model.zero_grad()
     model.backward()
-    return model, loss, new_state
+    return model, logits, loss, new_state
 
 
-@pytest.mark.parametrize("shards", [2, 3, 5])
+@pytest.mark.parametrize("shards", [2, 3])
 @pytest.mark.parametrize("extra", [{}, {"input_mode": "onehot"}, {"head_hidden": 9, "head_norm": "layer"}])
 def test_sharded_gradient_equals_unsharded_float64(shards, extra):
     config, ids, targets, state = model_and_batch(**extra)
-    reference, loss, new_state = unsharded(config, ids, targets, state)
+    reference, reference_logits, loss, new_state = unsharded(config, ids, targets, state)
     model = LanguageModel(config)
-    sharded_loss, sharded_state = parallel.forward_backward(model, ids, targets, state, shards)
+    model.threads = shards
+    logits, sharded_loss, sharded_state = model.forward(ids, targets, state)
+    assert isinstance(model._tape, parallel.ShardedTape) and len(model._tape.replicas) == shards
+    model.params.grad[:] = 1.0              # backward adds into the gradient, as unsharded
+    model.backward()
+    model.params.grad -= 1.0
+    np.testing.assert_allclose(logits, reference_logits, rtol=0, atol=1e-13)
     # The same sums in another grouping (count-weighted shard means, BLAS over fewer rows):
     # float64 rounding, a few ulps of values of order 1, so 1e-12 relative is already loose.
     assert abs(sharded_loss - loss) <= 1e-12 * abs(loss)
@@ -57,9 +64,10 @@ def test_sharded_train_step_float32_and_a_shard_with_no_targets():
     results = []
     for threads in (1, 2):
         model = LanguageModel(config)
+        model.threads = threads
         optimizer = make_optimizer("adam", model.params)
         for _ in range(3):
-            result = train_step(model, optimizer, ids, targets, state, lr=1e-2, threads=threads)
+            result = train_step(model, optimizer, ids, targets, state, lr=1e-2)
         results.append((model.params.data.copy(), result))
     (data1, r1), (data2, r2) = results
     assert r1.tokens == r2.tokens == int(np.count_nonzero(targets != -1)) == 8 * 6 - 3 * 4
@@ -74,8 +82,11 @@ def test_dropout_shards_are_reproducible_and_draw_once_from_the_model():
     grads, rng_states = [], []
     for _ in range(2):
         model = LanguageModel(config)
+        model.threads = 3
         before = LanguageModel(config).dropout_rng
-        parallel.forward_backward(model, ids, targets, state, 3)
+        model.forward(ids, targets, state)
+        model.zero_grad()
+        model.backward()
         grads.append(model.params.grad.copy())
         before.integers(0, 2**63, size=3)          # the one draw a sharded step makes
         rng_states.append((model.dropout_rng.bit_generator.state, before.bit_generator.state))
@@ -84,19 +95,23 @@ def test_dropout_shards_are_reproducible_and_draw_once_from_the_model():
         assert ours == expected
 
 
-def test_shard_count():
+def test_shard_count_and_the_threads_setting():
     model = LanguageModel(ModelConfig(vocab_size=V, hidden_sizes=(8,)))
-    assert parallel.shard_count(model, 64, 1) == 1
-    assert parallel.shard_count(model, 64, 4) == 4
-    assert parallel.shard_count(model, 20, 4) == 20 // parallel.MIN_SHARD_ROWS
-    assert parallel.shard_count(model, 3, 4) == 1
+    for threads, B, expected in ((1, 64, 1), (4, 64, 4), (4, 20, 20 // parallel.MIN_SHARD_ROWS), (4, 3, 1)):
+        model.threads = threads
+        assert parallel.shard_count(model, B) == expected
+    model.threads = None
     with minilstm.use_backend("numpy"):             # the numpy build is not sharded by default
-        assert parallel.shard_count(model, 64, None) == 1
+        assert parallel.shard_count(model, 64) == 1
     batch_norm = LanguageModel(ModelConfig(vocab_size=V, hidden_sizes=(8,), head_hidden=4, head_norm="batch"))
-    assert parallel.shard_count(batch_norm, 64, 4) == 1      # statistics over the whole batch
+    batch_norm.threads = 4
+    assert parallel.shard_count(batch_norm, 64) == 1          # training: statistics over the whole batch
+    assert parallel.shard_count(batch_norm.eval(), 64) == 4   # inference: running statistics per row
     for bad in (0, -2, 1.5, True, "2"):
-        with pytest.raises(ValueError, match=rf"threads={bad!r}, expected None \(automatic\) or an int >= 1"):
-            parallel.shard_count(model, 64, bad)
+        with pytest.raises(ValueError, match=rf"LanguageModel.threads: got {bad!r}, expected None "
+                                             r"\(automatic\) or an int >= 1"):
+            model.threads = bad
+    assert model.threads is None                     # a refused value leaves the setting alone
 
 
 def test_available_threads_follows_the_blas_environment(monkeypatch):
@@ -114,13 +129,16 @@ def test_an_error_in_a_shard_reaches_the_caller_and_blas_threads_are_restored():
     before = [setter(1) for setter in setters]      # a setter returns the count it replaces
     for setter, count in zip(setters, before):
         setter(count)
+    model = LanguageModel(config)
+    model.threads = 3
     with pytest.raises(IndexError, match=f"targets contains id {V}"):
-        parallel.forward_backward(LanguageModel(config), ids, targets, state, 3)
+        model.forward(ids, targets, state)
     assert [setter(count) for setter, count in zip(setters, before)] == before
 
 
 def test_trainer_config_threads():
     assert TrainConfig(threads=2).threads == 2
+    assert TrainConfig().threads == 0                 # automatic
     with pytest.raises(ValueError, match=r"TrainConfig.threads: got -1, expected an integer >= 0"):
         TrainConfig(threads=-1)
 
@@ -137,3 +155,33 @@ def test_openblas_is_controlled_where_it_is_loaded():
     if not loaded:
         pytest.skip("no OpenBLAS in this process (another BLAS: one shard by design)")
     assert len(parallel._blas_libraries()) == len(loaded)
+
+
+def test_sharded_inference_and_the_lstm_caches_of_the_whole_batch():
+    config, ids, targets, state = model_and_batch(head_hidden=9, head_norm="batch")
+    reference, model = LanguageModel(config).eval(), LanguageModel(config).eval()
+    reference.threads, model.threads = 1, 3
+    logits_ref, loss_ref, state_ref = reference.forward(ids, targets, state)
+    logits, loss, new_state = model.forward(ids, targets, state)
+    assert isinstance(model._tape, parallel.ShardedTape)
+    # float64, the same operations per row; BLAS groups sums by block size: a few ulps
+    np.testing.assert_allclose(logits, logits_ref, rtol=0, atol=1e-13)
+    assert abs(loss - loss_ref) <= 1e-12 * loss_ref
+    for ours, theirs in zip(model.lstm_caches(), reference.lstm_caches()):
+        for name in ("gates", "c", "tanh_c", "h", "h0", "c0"):
+            np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=0, atol=1e-13)
+    with pytest.raises(RuntimeError, match="in training mode first"):
+        model.backward()                              # an inference forward has nothing to undo
+    np.testing.assert_array_equal(model.forward(ids, None, state)[0], logits)   # no targets: logits only
+
+
+def test_trainer_sets_the_models_threads(tmp_path):
+    from minilstm.train import Trainer
+    model = LanguageModel(ModelConfig(vocab_size=V, embedding_dim=4, hidden_sizes=(8,)))
+    data = np.random.default_rng(0).integers(0, V, 2000)
+    Trainer(model, TrainConfig(threads=3, max_steps=1, batch_size=32, progress=False, estimate=False,
+                               sample_length=0, plot=False, handle_signals=False), data)
+    assert model.threads == 3
+    Trainer(model, TrainConfig(max_steps=1, batch_size=32, progress=False, estimate=False,
+                               sample_length=0, plot=False, handle_signals=False), data)
+    assert model.threads is None
