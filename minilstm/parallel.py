@@ -161,16 +161,12 @@ def _bounds(B: int, n: int) -> list:
 
 
 def _in_threads(run, n: int) -> list:
-    """[run(0), ..., run(n-1)]: run(0) on this thread, the others on the pool, every one with
-    single-threaded BLAS; waits for all of them and re-raises the first error."""
-    futures = [_executor(n - 1).submit(run, s) for s in range(1, n)]
-    previous = _set_blas_threads([1] * len(_blas_libraries()))
-    try:
-        first = run(0)
-    finally:
-        _set_blas_threads(previous)
-        wait(futures)            # every shard is done with the buffers before we go on
-    return [first] + [future.result() for future in futures]
+    """[run(0), ..., run(n-1)], each on a pool thread whose BLAS runs single-threaded; waits
+    for all of them and re-raises the first error. This thread only waits: its own BLAS
+    setting is never touched, so BLAS calls made here between steps keep all their threads."""
+    futures = [_executor(n).submit(run, s) for s in range(n)]
+    wait(futures)                # every shard is done with the buffers before we go on
+    return [future.result() for future in futures]
 
 
 class ShardedTape:

@@ -122,7 +122,7 @@ def test_available_threads_follows_the_blas_environment(monkeypatch):
     assert 1 <= parallel.available_threads() < 100000           # never more than the cores
 
 
-def test_an_error_in_a_shard_reaches_the_caller_and_blas_threads_are_restored():
+def test_an_error_in_a_shard_reaches_the_caller_and_this_threads_blas_is_untouched():
     config, ids, targets, state = model_and_batch()
     targets[-1, -1] = V                  # out of the vocabulary, in the last shard only
     setters = parallel._blas_libraries()

@@ -42,6 +42,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import threading
 import types
 from pathlib import Path
 
@@ -49,6 +50,7 @@ BACKENDS = ("numba", "numpy")
 JIT_OPTIONS = dict(cache=True, fastmath=False, error_model="numpy", nogil=True)
 
 _numba = None          # the numba module, once imported
+_dispatcher_lock = threading.RLock()   # re-entered: a kernel's dispatcher creates its helpers' first
 _numba_error = None    # why numba could not be imported, for the error message
 
 
@@ -189,9 +191,13 @@ class Kernel:
             numba = _import_numba()
             if numba is None:
                 raise ImportError(f"numba is not available ({_numba_error})")
-            source = _with_jitted_helpers(self._variant or self.py)
-            with _kernel_cache_dir(numba):
-                self._jitted = numba.njit(**JIT_OPTIONS, parallel=self.parallel)(source)
+            # Under a lock: batch shards (minilstm.parallel) may reach a kernel first from two
+            # threads, and _kernel_cache_dir sets numba's process-wide cache directory.
+            with _dispatcher_lock:
+                if self._jitted is None:
+                    source = _with_jitted_helpers(self._variant or self.py)
+                    with _kernel_cache_dir(numba):
+                        self._jitted = numba.njit(**JIT_OPTIONS, parallel=self.parallel)(source)
         return self._jitted
 
     def __call__(self, *args):
