@@ -8,10 +8,11 @@ a barrier once per product and the elementwise passes run on one core while the 
 The sequences of a batch are independent until the gradients are summed, so a shard of B/n
 sequences per core runs the whole step with single-threaded BLAS and no barrier at all; the
 threads meet twice per step. Measured on 2 cores, training steps against one shard: in
-``benchmarks/bench_kernels.py`` (one run, contenders alternated in one process) 1.6-1.8x
-faster at B=50 H=128-256 with 2-3 layers and at B=64 T=100 H=512 L=2, 1.2-1.6x with one layer
-of H >= 128, but 0.8-0.9x at H=64 with one or two layers; in separate processes, one contender
-per process, alternated four times, H=64 with one and two layers was 1.5x faster.
+``benchmarks/bench_kernels.py`` (contenders alternated in one process) 1.3-1.7x faster from
+B=50 H=128 L=2 upwards and at every H >= 256, 1.04x at H=128 L=1, but 0.7-0.9x at H=64 with
+one or two layers (steps of a few milliseconds, where handing the shards over costs); in
+separate processes, alternated, H=64 with one and two layers was 1.5x faster; at the
+Shakespeare example's default (E=64, H=512, B=64) 6 % more steps in 50 seconds.
 
 How. Every shard is a *replica* of the model (``LanguageModel.replica``): the same parameter
 values (read only during forward and backward, never copied), its own gradient buffer, tape
