@@ -36,7 +36,7 @@ from .optimizers import make_optimizer
 from .progress import MetricsLog, Progress, plot_losses
 from .train_checkpoint import RunState, copy_model_state, load_training_checkpoint, restore_rng
 from .train_config import TrainConfig, resumed_config
-from .train_data import evaluate, training_batches, validation_set
+from .train_data import training_batches, validation_set
 from .train_report import announce
 
 __all__ = ["FitResult", "NonFiniteError", "StepResult", "TrainConfig", "Trainer", "train_step"]

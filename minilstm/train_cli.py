@@ -10,7 +10,6 @@ a flag: it follows from the text. Examples build on :func:`prepare_run` with the
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from .cli_args import add_dataclass_arguments, dataclass_from_args

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from numpy.lib import format as npformat
 
-from minilstm import checkpoint
 from minilstm.checkpoint import (CheckpointError, load_checkpoint, nonfinite_arrays, read_header,
                                  read_metadata, save_checkpoint)
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference
-from gradcheck import assert_close, check_gradient, gradcheck
+from gradcheck import assert_close, gradcheck
 from minilstm.core import (lstm_backward, lstm_forward, lstm_recurrence_backward,
                            lstm_recurrence_forward, reorder_gates)
 

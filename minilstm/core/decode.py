@@ -26,7 +26,6 @@ from .rng import uniform
 
 @kernel
 def choose_token(logits, allowed, seen, temperature, top_k, top_p, greedy, penalty, rng_state, p):
-    V = logits.shape[0]
     if not np.all(np.isfinite(logits)):
         return -1
     z = logits.astype(np.float64)
