@@ -124,8 +124,8 @@ def main() -> None:
     size = int(args.mb * 1e6)
     with tempfile.TemporaryDirectory(prefix="minilstm-data-memory-") as tmp:
         files = {}
-        print(f"| case | file MB | tokens | V | ids dtype | ids MB | peak RSS growth MB (x file) | "
-              f"tracemalloc peak MB (x file) | load s | MB/s |")
+        print("| case | file MB | tokens | V | ids dtype | ids MB | peak RSS growth MB (x file) | "
+              "tracemalloc peak MB (x file) | load s | MB/s |")
         print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
         for case in args.cases:
             kind, level = CASES[case]
