@@ -21,7 +21,7 @@ def set_threads(n: int) -> None:
 THREADS = int(os.environ.get("MINILSTM_BENCH_THREADS", "2"))
 set_threads(THREADS)
 
-import numpy as np  # noqa: E402
+import numpy  # noqa: E402,F401  (loads BLAS now, under the thread settings above)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
