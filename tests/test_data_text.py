@@ -6,10 +6,12 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import minilstm.data._symbols as symbols_module
 import minilstm.data.text as text_module
+from minilstm.data._symbols import rechunk, word_cut
 from minilstm.data import CharVocab, UnknownSymbolError, Vocabulary, WordVocab
 
 UNICODE_SAMPLE = "Ça va? 你好，世界！ naïve café 🎉👍🏽\r\nline two\rthree\n"
@@ -57,15 +59,32 @@ def test_char_round_trip_property(text):
 
 @settings(max_examples=60, deadline=None)
 @given(st.text(alphabet=st.sampled_from("ab c\n\r,'é世"), max_size=200), st.integers(1, 7))
+@example("a" * 18, 1)        # a word longer than 16 one-character chunks
 def test_chunk_boundaries_do_not_change_results(text, chunk):
     whole_char, whole_word = CharVocab.build(text or "x"), WordVocab.build(text, keep_newlines=True)
     expected = whole_char.encode(text), whole_word.encode(text), WordVocab.count_tokens(text)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(text_module, "CHUNK_CHARS", chunk)
+        # The carry limit (a run with no whitespace is cut anyway past MAX_CARRY_CHUNKS chunks,
+        # tested below) raised above the text's length: tiny chunks would otherwise cut words
+        # of 17+ characters, which the real chunk size (2^18 characters) never does.
+        patch.setattr(symbols_module, "MAX_CARRY_CHUNKS", 200)
         got = whole_char.encode(text), whole_word.encode(text), WordVocab.count_tokens(text)
     assert got[0].tolist() == expected[0].tolist()
     assert got[1].tolist() == expected[1].tolist()
     assert got[2] == expected[2]
+
+
+def test_a_run_without_whitespace_is_cut_past_the_carry_limit():
+    """Word chunks end at whitespace, but a run with none is cut after MAX_CARRY_CHUNKS chunks'
+    worth of characters, so that a text without spaces cannot grow one chunk without bound."""
+    size, run = 4, "x" * 100
+    chunks = list(rechunk(run + " tail", size, word_cut))
+    assert "".join(chunks) == run + " tail"                      # nothing lost or repeated
+    assert max(map(len, chunks)) <= (symbols_module.MAX_CARRY_CHUNKS + 1) * size
+    assert len(chunks) > 1
+    # slices "ab c" and "d ef": each chunk ends after its last space, the rest is carried
+    assert list(rechunk("ab cd ef", size, word_cut)) == ["ab ", "cd ", "ef"]
 
 
 def test_encode_accepts_an_iterable_of_chunks():
