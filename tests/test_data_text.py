@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 import minilstm.data._symbols as symbols_module
 import minilstm.data.text as text_module
-from minilstm.data._symbols import rechunk, word_cut
 from minilstm.data import CharVocab, UnknownSymbolError, Vocabulary, WordVocab
+from minilstm.data._symbols import rechunk, word_cut
 
 UNICODE_SAMPLE = "Ça va? 你好，世界！ naïve café 🎉👍🏽\r\nline two\rthree\n"
 
