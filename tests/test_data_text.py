@@ -66,9 +66,9 @@ def test_chunk_boundaries_do_not_change_results(text, chunk):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(text_module, "CHUNK_CHARS", chunk)
         # The carry limit (a run with no whitespace is cut anyway past MAX_CARRY_CHUNKS chunks,
-        # tested below) raised above the text's length: tiny chunks would otherwise cut words
-        # of 17+ characters, which the real chunk size (2^18 characters) never does.
-        patch.setattr(symbols_module, "MAX_CARRY_CHUNKS", 200)
+        # tested below) raised to the text's length, so it never triggers: tiny chunks would
+        # otherwise cut words of 17+ characters, which the real chunk size (2^18) never does.
+        patch.setattr(symbols_module, "MAX_CARRY_CHUNKS", len(text))
         got = whole_char.encode(text), whole_word.encode(text), WordVocab.count_tokens(text)
     assert got[0].tolist() == expected[0].tolist()
     assert got[1].tolist() == expected[1].tolist()
