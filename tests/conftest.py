@@ -42,3 +42,13 @@ def import_torch_or_skip():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=["as written", "transposed"])
+def product_layout(request, monkeypatch):
+    """Runs a test under both forms of the LSTM's per-step recurrent product (chosen by H, see
+    ``minilstm.core.lstm.product_transposed``), so that the small layers tests use exercise the
+    transposed form too."""
+    from minilstm.core import lstm
+    monkeypatch.setattr(lstm, "PLAIN_PRODUCT_MAX_H", 10**9 if request.param == "as written" else -1)
+    return request.param

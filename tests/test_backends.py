@@ -93,7 +93,7 @@ def test_loop_variants_agree_with_array_versions(dtype):
     """The hand-written loop variants, compiled and uncompiled, against the array versions."""
     rng = np.random.default_rng(3)
     B, H = 3, 4
-    xw, hw = (rng.normal(size=(B, 4 * H)).astype(dtype) * 3 for _ in range(2))
+    a = rng.normal(size=(B, 4 * H)).astype(dtype) * 3          # the products, less the bias
     c_prev = rng.normal(size=(B, H)).astype(dtype)
     bias = rng.normal(size=4 * H).astype(dtype)
     results = {}
@@ -101,9 +101,8 @@ def test_loop_variants_agree_with_array_versions(dtype):
                       ("loops", lstm_cell.cell_forward_loops),
                       ("compiled", lstm_cell.cell_forward.jitted)):
         with core.use_backend("numba" if label == "compiled" else "numpy"):
-            bufs = [np.empty((B, 4 * H), dtype)] + [np.empty((B, H), dtype) for _ in range(3)]
-            rows = np.array([2, 0, 2])   # rows of a table, one repeated: the token-id form
-            fn(xw, rows, np.ascontiguousarray(hw.T), bias, c_prev, *bufs)   # product transposed
+            bufs = [a.copy()] + [np.empty((B, H), dtype) for _ in range(3)]
+            fn(bufs[0], bias, c_prev, *bufs[1:])
             results[label] = bufs
     for label in ("loops", "compiled"):
         for name, a, ref in zip(("gates", "c", "tanh_c", "h"), results[label], results["array"]):
@@ -147,6 +146,19 @@ def test_add_transposed_loop_variant(B):
             out = np.full((B, 6), np.nan, np.float32)
             fn(table, rows, bT, out)
             assert np.array_equal(out, table[rows] + bT.T)
+
+
+@needs_numba
+def test_add_rows_loop_variant():
+    """add_rows' loop variant adds the picked rows exactly, repeated rows included."""
+    rng = np.random.default_rng(5)
+    table = rng.normal(size=(5, 6)).astype(np.float32)
+    rows = np.array([4, 0, 4, 2])
+    start = rng.normal(size=(4, 6)).astype(np.float32)
+    for fn in (lstm_cell.add_rows.py, lstm_cell.add_rows_loops, lstm_cell.add_rows.jitted):
+        out = start.copy()
+        fn(table, rows, out)
+        assert np.array_equal(out, start + table[rows])
 
 
 def test_tanh_rational_accuracy():

@@ -25,7 +25,7 @@ def layer_gradients(p, dh, dhT, dcT):
 
 
 @pytest.mark.parametrize("T,B,D,H", [(3, 2, 3, 4), (5, 1, 2, 3), (4, 3, 1, 2)])
-def test_every_input_and_parameter_gradient(rng, T, B, D, H):
+def test_every_input_and_parameter_gradient(rng, product_layout, T, B, D, H):
     p = random_layer(rng, T, B, D, H)
     U, UhT, UcT = rng.normal(size=(T, B, H)), rng.normal(size=(B, H)), rng.normal(size=(B, H))
 
@@ -37,7 +37,7 @@ def test_every_input_and_parameter_gradient(rng, T, B, D, H):
     assert set(errors) == {"x", "h0", "c0", "Wx", "Wh", "b"}
 
 
-def test_two_stacked_layers_gradients(rng):
+def test_two_stacked_layers_gradients(rng, product_layout):
     T, B, D, H1, H2 = 4, 2, 3, 3, 2
     p1, p2 = random_layer(rng, T, B, D, H1), random_layer(rng, T, B, H1, H2)
     del p2["x"]   # layer 2 reads layer 1's hidden states
@@ -83,10 +83,16 @@ def test_gradient_check_fails_on_a_wrong_gradient(rng):
 
 @settings(max_examples=25, deadline=None)
 @given(T=st.integers(1, 9), B=st.integers(1, 9), D=st.integers(1, 9), H=st.integers(1, 9),
-       seed=st.integers(0, 2**32 - 1))
-def test_forward_matches_naive_reference(T, B, D, H, seed):
+       seed=st.integers(0, 2**32 - 1), transposed=st.booleans())
+def test_forward_matches_naive_reference(T, B, D, H, seed, transposed):
+    from minilstm.core import lstm
     p = random_layer(np.random.default_rng(seed), T, B, D, H, scale=1.0)
-    h, (hT, cT), cache = lstm_forward(**p)
+    saved = lstm.PLAIN_PRODUCT_MAX_H
+    lstm.PLAIN_PRODUCT_MAX_H = -1 if transposed else 10**9     # both forms of the product
+    try:
+        h, (hT, cT), cache = lstm_forward(**p)
+    finally:
+        lstm.PLAIN_PRODUCT_MAX_H = saved
     h_ref, c_ref = reference.lstm(**p)
     # float64 end to end: only summation order differs, so errors are a few ulp of O(1) values
     assert_close("h", h, h_ref, rtol=1e-12, atol=1e-13)
@@ -95,7 +101,7 @@ def test_forward_matches_naive_reference(T, B, D, H, seed):
     np.testing.assert_array_equal(cT, cache.c[-1])
 
 
-def test_float32_forward_close_to_float64_reference(rng):
+def test_float32_forward_close_to_float64_reference(rng, product_layout):
     p = random_layer(rng, 20, 4, 5, 16, scale=0.5)
     p32 = {k: v.astype(np.float32) for k, v in p.items()}
     h, _, _ = lstm_forward(**p32)
@@ -107,7 +113,7 @@ def test_float32_forward_close_to_float64_reference(rng):
     assert_close("h float32", h, h_ref, rtol=0, atol=2e-5)
 
 
-def test_state_carry_one_pass_equals_three_chunks(rng):
+def test_state_carry_one_pass_equals_three_chunks(rng, product_layout):
     p = random_layer(rng, 12, 3, 4, 5)
     U, UhT, UcT = rng.normal(size=(12, 3, 5)), rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
     h_full, (hT_full, cT_full), cache = lstm_forward(**p)
@@ -149,7 +155,7 @@ def test_backward_adds_into_parameter_buffers(rng):
         assert_close(f"d{name} accumulated", grads[name], once[name] + 0.25, rtol=1e-14, atol=1e-15)
 
 
-def test_recurrence_api_matches_full_layer(rng):
+def test_recurrence_api_matches_full_layer(rng, product_layout):
     p = random_layer(rng, 4, 2, 3, 2)
     h, state, _ = lstm_forward(**p)
     xw = np.einsum("tbd,dk->tbk", p["x"], p["Wx"])
@@ -165,7 +171,7 @@ def test_recurrence_api_matches_full_layer(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_recurrence_reading_a_table_equals_the_gathered_projection(rng, dtype):
+def test_recurrence_reading_a_table_equals_the_gathered_projection(rng, product_layout, dtype):
     """``ids=``: each step reads its rows from a (V, 4H) table; the same additions in the same
     order as on the gathered (T, B, 4H) copy, so the results are identical, not just close."""
     T, B, H, V = 5, 6, 3, 4
@@ -187,7 +193,7 @@ def test_recurrence_table_errors_name_the_argument(rng):
         lstm_recurrence_forward(np.zeros((4, 7)), p["h0"], p["c0"], p["Wh"], p["b"], ids=np.zeros((2, 3), int))
 
 
-def test_zero_length_sequence_returns_initial_state(rng):
+def test_zero_length_sequence_returns_initial_state(rng, product_layout):
     p = random_layer(rng, 0, 2, 3, 4)
     h, (hT, cT), cache = lstm_forward(**p)
     assert h.shape == (0, 2, 4)
@@ -199,7 +205,7 @@ def test_zero_length_sequence_returns_initial_state(rng):
     assert dx.shape == (0, 2, 3)
 
 
-def test_nan_input_reaches_the_output(rng):
+def test_nan_input_reaches_the_output(rng, product_layout):
     for dtype in (np.float32, np.float64):
         p = {k: v.astype(dtype) for k, v in random_layer(rng, 3, 2, 2, 3).items()}
         p["x"][1, 0, 0] = np.nan
@@ -249,7 +255,7 @@ def test_reorder_gates_to_pytorch_and_back(rng):
 
 
 @pytest.mark.parametrize("B", [1, 3])   # B = 1: a transposed (1, H) block is contiguous, the aliasing trap
-def test_backward_leaves_its_inputs_unchanged(rng, B):
+def test_backward_leaves_its_inputs_unchanged(rng, product_layout, B):
     p = random_layer(rng, 4, B, 2, 3)
     before = {k: v.copy() for k, v in p.items()}
     dh, dhT, dcT = rng.normal(size=(4, B, 3)), rng.normal(size=(B, 3)), rng.normal(size=(B, 3))
@@ -269,3 +275,21 @@ def test_transposed_copy(shape):
         out = fn(W)
         assert out.flags.c_contiguous and np.array_equal(out, W.T)
         assert not np.shares_memory(out, W)
+
+
+def test_both_product_layouts_agree_and_the_default_depends_on_H(rng, monkeypatch):
+    """The two forms of the per-step product give one result up to summation order, forward
+    and backward, and the form chosen by default follows H (plain below 96, where it is faster)."""
+    from minilstm.core import lstm
+    assert not lstm.product_transposed(64) and not lstm.product_transposed(80)
+    assert lstm.product_transposed(96) and lstm.product_transposed(512)
+    p = random_layer(rng, 6, 5, 4, 7)
+    U, UhT, UcT = rng.normal(size=(6, 5, 7)), rng.normal(size=(5, 7)), rng.normal(size=(5, 7))
+    results = {}
+    for name, limit in (("as written", 10**9), ("transposed", -1)):
+        monkeypatch.setattr(lstm, "PLAIN_PRODUCT_MAX_H", limit)
+        h, (hT, cT), _ = lstm_forward(**p)
+        results[name] = dict(layer_gradients(p, U, UhT, UcT), h=h, hT=hT, cT=cT)
+    for key, value in results["as written"].items():
+        # float64, O(1) values, the same terms summed in another order by BLAS: a few ulp
+        assert_close(key, value, results["transposed"][key], rtol=1e-12, atol=1e-13)

@@ -35,7 +35,7 @@ def torch_grad_as_ours(weight):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_lstm_layer_forward_and_all_gradients(dtype):
+def test_lstm_layer_forward_and_all_gradients(dtype, product_layout):
     torch.manual_seed(0)
     T, B, D, H = 7, 3, 5, 6
     lstm = torch.nn.LSTM(D, H).to(dtype)
@@ -112,7 +112,7 @@ def compare_gradients(ref, model, tol):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("T,B", [(6, 4), (9, 2)])   # T*B > V folds the embedding, < V does not
-def test_two_layer_model_loss_logits_and_every_gradient(dtype, T, B):
+def test_two_layer_model_loss_logits_and_every_gradient(dtype, T, B, product_layout):
     ref, model = matching_pair(dtype)
     rng = np.random.default_rng(2)
     ids, targets = rng.integers(0, 11, size=(B, T)), rng.integers(0, 11, size=(B, T))

@@ -19,8 +19,9 @@ Shapes: T time steps, B batch, D input width, H hidden units. Everything is time
 How the work is laid out (what makes it fast):
 - the input projection ``x @ Wx`` for all T steps is one matrix product (``linear_forward``),
   or, for token inputs, rows read inside the time loop from a (V, 4H) table (``ids=``);
-- the recurrence is one (B, H) @ (H, 4H) product per step, into a buffer allocated once, and
-  computed transposed (the form BLAS runs fastest for small batches; see the drivers);
+- the recurrence is one (B, H) @ (H, 4H) product per step, into a buffer allocated once;
+  from H = 96 up it is computed transposed, the form BLAS runs fastest there (see
+  :func:`product_transposed`);
 - bias, gate nonlinearities, cell update and ``tanh(c)`` are one fused elementwise pass per step;
 - in the backward pass the weight gradients are single products over all T*B rows, done after
   the time loop; nothing is allocated inside either time loop.
@@ -36,7 +37,7 @@ import numpy as np
 
 from ._check import float_array, gradient_buffer, id_array
 from ._jit import kernel
-from .lstm_cell import add_transposed, cell_backward, cell_forward
+from .lstm_cell import add_rows, add_transposed, cell_backward, cell_forward
 from .linear import add_column_sums, linear_backward, linear_forward
 
 GATE_ORDER = "ifog"
@@ -79,52 +80,89 @@ def transposed_copy_loops(W):
     return out
 
 
+# The per-step products at or below this H are computed as written, above it transposed.
+# Single-threaded OpenBLAS, microseconds per product for B = 16 / 25 / 32 sequences, as written
+# against transposed (forward; the backward's dh product measured alike):
+#     H =  64:   5.2 /  8.5 /  9.2  against   7.9 / 13.7 / 13.7
+#     H =  80:   7.2 / 11.6 / 14.3  against  10.2 / 18.7 / 18.5
+#     H =  96:  10.2 / 17.1 / 33.4  against  14.2 / 26.2 / 25.9
+#     H = 128:  38.2 / 51.6 / 58.5  against  24.9 / 46.1 / 45.6
+#     H = 512:   637 /  963 / 1028  against   429 /  827 /  809
+# and the transposed form also needs a strided pass to read its output back (add_transposed,
+# 1.7 ns per hidden unit against 0.5 for a plain add).
+PLAIN_PRODUCT_MAX_H = 80
+
+
+def product_transposed(H: int) -> bool:
+    """Whether the per-step recurrent products of an H-unit layer are computed transposed,
+    (h_{t-1} @ Wh)^T = Wh^T @ h_{t-1}^T, which BLAS runs faster for H > PLAIN_PRODUCT_MAX_H."""
+    return H > PLAIN_PRODUCT_MAX_H
+
+
 @kernel
-def _recurrence_forward(xw, ids, h0, c0, Wh, b, gates, c, tanh_c, h):
+def _recurrence_forward(xw, ids, h0, c0, Wh, b, transposed, gates, c, tanh_c, h):
     """Time loop of the forward pass. Fills gates, c, tanh_c, h (all preallocated).
 
     Step t's input projection is the rows ``xw[ids[t]]`` of the (N, 4H) table ``xw``: a table
     of V token projections with the token ids, or all T*B steps' projections with ids
-    ``t*B + n`` (see :func:`lstm_recurrence_forward`).
+    ``t*B + n`` (see :func:`lstm_recurrence_forward`). ``transposed``: how the recurrent product
+    is computed (:func:`product_transposed`); the result is the same up to rounding.
     """
     T = gates.shape[0]
-    # The per-step product is computed transposed, (h_{t-1} @ Wh)^T = Wh^T @ h_{t-1}^T, with the
-    # weights as a row-major (4H, H) copy: BLAS runs this form 20-40 % faster than h @ Wh for
-    # batches of 1-64 (B=32, H=512: 330 us against 470 us). The cell reads it transposed back.
-    WhT = transposed_copy(Wh)            # (4H, H), copied once per sequence, not per step
-    hwT = np.empty((Wh.shape[1], h0.shape[0]), dtype=Wh.dtype)   # (4H, B), reused every step
+    B, H = h0.shape
+    # Transposed, the product is Wh^T @ h_{t-1}^T with the weights as a row-major (4H, H) copy,
+    # made once per sequence, into a (4H, B) buffer reused every step.
+    WhT = transposed_copy(Wh) if transposed else Wh
+    hwT = np.empty((4 * H, B) if transposed else (0, 0), dtype=Wh.dtype)
     for t in range(T):
         h_prev = h0 if t == 0 else h[t - 1]
         c_prev = c0 if t == 0 else c[t - 1]
-        np.dot(WhT, h_prev.T, hwT)                        # a_t = xw_t + h_{t-1} @ Wh + b
-        cell_forward(xw, ids[t], hwT, b, c_prev, gates[t], c[t], tanh_c[t], h[t])
+        if transposed:                                    # gates_t <- x_t @ Wx + h_{t-1} @ Wh
+            np.dot(WhT, h_prev.T, hwT)
+            add_transposed(xw, ids[t], hwT, gates[t])
+        else:
+            np.dot(h_prev, Wh, gates[t])
+            add_rows(xw, ids[t], gates[t])
+        cell_forward(gates[t], b, c_prev, c[t], tanh_c[t], h[t])   # a_t = ... + b; the cell
 
 
 @kernel
-def _recurrence_backward(dh, dhT, dcT, gates, c, tanh_c, h, h0, c0, Wh, dgates, dWh, db):
+def _recurrence_backward(dh, dhT, dcT, gates, c, tanh_c, h, h0, c0, Wh, transposed, dgates, dWh, db):
     """Time loop of BPTT. Fills dgates (T, B, 4H) = dL/da_t; adds dL/dWh, dL/db into dWh, db.
 
     Returns (dh0, dc0). ``dh`` is the upstream gradient on every h_t, (dhT, dcT) on the final
     state; the gradient reaching h_{t-1} through the recurrence is dgates_t @ Wh.T, computed
-    transposed as Wh @ dgates_t^T for the same reason as in the forward pass.
+    transposed as Wh @ dgates_t^T when ``transposed``, as in the forward pass.
     """
     T, B, H = c.shape
-    dh_backT = np.empty((H, B), dtype=dhT.dtype)   # dL/dh_t arriving from step t+1, transposed
-    dh_backT[:] = dhT.T    # a copy: ascontiguousarray would alias the caller's dhT when B = 1
+    # dL/dh_t arriving from step t+1, (H, B) when transposed, else (B, H); copies of dhT, which
+    # must not be aliased (ascontiguousarray(dhT.T) would be dhT itself when B = 1)
+    dh_back = np.empty((H, B) if transposed else (B, H), dtype=dhT.dtype)
+    if transposed:
+        dh_back[:] = dhT.T
+    else:
+        dh_back[:] = dhT
     dc_next = dcT.copy()   # dL/dc_t arriving from step t+1; becomes dL/dc_{t-1} in place
     dh_total = np.empty_like(dhT)            # (B, H): dh[t] + what came back from step t+1
     own_rows = np.arange(B)
     for t in range(T - 1, -1, -1):
         c_prev = c0 if t == 0 else c[t - 1]
-        add_transposed(dh[t], own_rows, dh_backT, dh_total)
+        if transposed:
+            add_transposed(dh[t], own_rows, dh_back, dh_total)
+        else:
+            np.add(dh[t], dh_back, dh_total)
         cell_backward(dh_total, dc_next, gates[t], c_prev, tanh_c[t], dgates[t])
-        np.dot(Wh, dgates[t].T, dh_backT)           # a_t = ... + h_{t-1} @ Wh  ->  dh_{t-1}^T
+        if transposed:                              # a_t = ... + h_{t-1} @ Wh  ->  dh_{t-1}
+            np.dot(Wh, dgates[t].T, dh_back)
+        else:
+            np.dot(dgates[t], Wh.T, dh_back)
     # a_t = ... + h_{t-1} @ Wh  ->  dWh += sum_t h_{t-1}^T @ da_t, as two products over all steps
     dWh += np.dot(h0.T, dgates[0])
     if T > 1:
         dWh += np.dot(h[:T - 1].reshape((T - 1) * B, H).T, dgates[1:].reshape((T - 1) * B, 4 * H))
     add_column_sums(dgates.reshape(T * B, 4 * H), db)   # a_t = ... + b  ->  db += sum_t,n da_t
-    return np.ascontiguousarray(dh_backT.T), dc_next
+    dh0 = np.ascontiguousarray(dh_back.T) if transposed else dh_back
+    return dh0, dc_next
 
 
 # ----------------------------------------------------------------------------- public API
@@ -160,7 +198,7 @@ def lstm_recurrence_forward(xw, h0, c0, Wh, b, ids=None):
     c, tanh_c, h = (np.empty((T, B, H), dtype=Wh.dtype) for _ in range(3))
     if T:
         with np.errstate(over="ignore"):   # exp overflow saturates the sigmoid to 0, as intended
-            _recurrence_forward(xw, ids, h0, c0, Wh, b, gates, c, tanh_c, h)
+            _recurrence_forward(xw, ids, h0, c0, Wh, b, product_transposed(H), gates, c, tanh_c, h)
     hT, cT = (h[-1].copy(), c[-1].copy()) if T else (h0.copy(), c0.copy())
     return h, (hT, cT), LSTMCache(gates, c, tanh_c, h, h0, c0, Wh, b)
 
@@ -188,7 +226,7 @@ def lstm_recurrence_backward(dh, dhT, dcT, cache: LSTMCache, dWh, db):
     if not T:
         return dxw, dhT.copy(), dcT.copy()
     dh0, dc0 = _recurrence_backward(dh, dhT, dcT, cache.gates, cache.c, cache.tanh_c, cache.h,
-                                    cache.h0, cache.c0, cache.Wh, dxw, dWh, db)
+                                    cache.h0, cache.c0, cache.Wh, product_transposed(H), dxw, dWh, db)
     return dxw, dh0, dc0
 
 

@@ -91,9 +91,9 @@ def tanh_inplace(a, fast):
 def add_transposed(a, rows, bT, out):
     """out[n, :] <- a[rows[n], :] + bT[:, n], for bT (K, B) and out (B, K).
 
-    How a cell reads a matrix product that was computed transposed (see ``lstm.py``: the
-    per-step products run 20-40 % faster with the batch as the short, second axis of their
-    output), added to rows of ``a`` picked by ``rows``: the step's own (B, K) block with
+    How a step reads a matrix product that was computed transposed (see ``lstm.py``: from
+    H = 96 up the per-step products run faster with the batch as the short, second axis of
+    their output), added to rows of ``a`` picked by ``rows``: the step's own (B, K) block with
     rows = 0..B-1, or a (V, K) table of input projections with rows = the step's token ids.
     """
     np.add(a[rows], bT.T, out)
@@ -123,18 +123,31 @@ def add_transposed_loops(a, rows, bT, out):
 
 
 @kernel
-def cell_forward(xw, rows, hwT_t, b, c_prev, gates_t, c_t, tanh_c_t, h_t):
+def add_rows(a, rows, out):
+    """out[n, :] <- out[n, :] + a[rows[n], :]: the input projections (rows of a (V, K) table, or
+    the step's own block) added to a recurrent product computed in place (see ``lstm.py``)."""
+    out += a[rows]
+
+
+@add_rows.numba_variant
+def add_rows_loops(a, rows, out):
+    # Row by row: fancy indexing would allocate a (B, K) temporary every step.
+    for n in range(out.shape[0]):
+        src, dst = a[rows[n]], out[n]
+        for k in range(out.shape[1]):
+            dst[k] += src[k]
+
+
+@kernel
+def cell_forward(gates_t, b, c_prev, c_t, tanh_c_t, h_t):
     """Forward elementwise pass of one step.
 
-    In: the input projection x_t @ Wx as rows of ``xw`` picked by ``rows`` (B,): the step's
-    own (B, 4H) block with rows 0..B-1, or a (V, 4H) table with the step's token ids;
-    hwT_t = (h_{t-1} @ Wh)^T (4H, B), the recurrent product as the driver computes it
-    (transposed, see ``lstm.py``); bias b (4H,); c_prev (B, H).
-    Out (written in place): gates_t (B, 4H) post-activation [i, f, o, g]; c_t, tanh_c_t, h_t (B, H).
+    In: gates_t (B, 4H) holds x_t @ Wx + h_{t-1} @ Wh (the driver puts the two products there,
+    see ``lstm.py``); bias b (4H,); c_prev (B, H).
+    Out (written in place): gates_t post-activation [i, f, o, g]; c_t, tanh_c_t, h_t (B, H).
     """
     H = c_prev.shape[1]
-    add_transposed(xw, rows, hwT_t, gates_t)         # a_t = x_t @ Wx + h_{t-1} @ Wh + b
-    np.add(gates_t, b, gates_t)
+    np.add(gates_t, b, gates_t)                      # a_t = x_t @ Wx + h_{t-1} @ Wh + b
     s = gates_t[:, :3 * H]                           # i, f, o = sigma(a): 1 / (1 + exp(-a))
     np.negative(s, s)
     np.exp(s, s)
@@ -150,12 +163,11 @@ def cell_forward(xw, rows, hwT_t, b, c_prev, gates_t, c_t, tanh_c_t, h_t):
 
 
 @cell_forward.numba_variant
-def cell_forward_loops(xw, rows, hwT_t, b, c_prev, gates_t, c_t, tanh_c_t, h_t):
+def cell_forward_loops(gates_t, b, c_prev, c_t, tanh_c_t, h_t):
     # One batch row at a time, as short passes that each compile to vector instructions
     # (measured 1.2-1.8x faster than one loop doing everything per unit, which does not).
     B, H = c_prev.shape
     fast = gates_t.itemsize == 4      # float32: rational tanh; float64: exact, via exp
-    add_transposed(xw, rows, hwT_t, gates_t)             # x_t @ Wx + h_{t-1} @ Wh
     for n in range(B):
         g = gates_t[n]
         for k in range(4 * H):
