@@ -88,6 +88,8 @@ def machine_summary() -> str:
         parts.append("numba absent")
     torch = load_torch()
     parts.append(f"torch {torch.__version__}" if torch else "torch absent")
+    from minilstm import malloc_status
+    parts.append(f"malloc: {malloc_status()}")
     return "; ".join(parts)
 
 

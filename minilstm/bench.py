@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from . import core
+from ._malloc import malloc_status
 from .data import CharVocab
 from .model import LanguageModel, ModelConfig
 from .optimizers import make_optimizer
@@ -53,7 +54,7 @@ def run_bench(B: int = 50, T: int = 50, H: int = 128, L: int = 2, V: int = 65, r
         rows.append(f"| {backend} | {first:.2f} | {step:.4f} | {B * T / step:,.0f} | {forward:.4f} | "
                     f"{500 / sample:,.0f} |")
     header = (f"B={B} T={T} H={H} L={L} V={V}, {model.num_parameters:,} parameters, "
-              f"{core.backend_info()['backend']} backend active\n\n"
+              f"{core.backend_info()['backend']} backend active; malloc: {malloc_status()}\n\n"
               "| backend | first step + first sample incl. compile (s) | train step (s) | "
               "train tokens/s | forward (s) | sampled chars/s |\n|---|---|---|---|---|---|")
     return "\n".join([header] + rows)
