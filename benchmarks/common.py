@@ -53,14 +53,18 @@ def timed(fn, repeats: int) -> list:
     return times
 
 
-def alternate(contenders: dict, passes: int, repeats: int) -> dict:
+def alternate(contenders: dict, passes: int, repeats: int, warmup: int = 1) -> dict:
     """Run the contenders A B C A B C ... (``passes`` rounds of ``repeats`` calls each, with a
     settling pause between contenders) so slow drifts of a shared machine hit all of them alike.
-    Returns {name: [seconds, ...]}; take the median."""
+    After each pause ``warmup`` calls run untimed: the first call wakes the contender's sleeping
+    threads and reloads the caches the others evicted (B=50 T=50 H=64 L=1, five passes of three
+    calls: minilstm 8.1-8.8 ms and PyTorch 8.1-9.6 ms counting that call, 6.9-7.7 ms and
+    6.9-7.7 ms without it). Returns {name: [seconds, ...]}; take the median."""
     results = {name: [] for name in contenders}
     for _ in range(passes):
         for name, fn in contenders.items():
             time.sleep(SETTLE_SECONDS)
+            timed(fn, warmup)
             results[name].extend(timed(fn, repeats))
     return results
 

@@ -59,3 +59,17 @@ def test_status_is_reported_once_applied():
     import minilstm
     assert minilstm.malloc_status() == _malloc.keep_freed_memory()   # idempotent: applied once
     assert minilstm.malloc_status()
+
+
+def test_benchmark_runs_both_settings_in_fresh_processes():
+    """``benchmarks/bench_malloc.py`` at a tiny size: every contender under both settings, the
+    status each child process reported, and a row per contender."""
+    from conftest import REPO
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_malloc.py"), "--rounds", "1",
+                          "--configs", "8,1"], capture_output=True, text=True, check=True).stdout
+    assert "- glibc defaults: system defaults (MINILSTM_MALLOC=system)" in out
+    rows = [line for line in out.splitlines() if line.startswith("| B=50 T=50 H=8 L=1 |")]
+    assert rows and rows[0].split("|")[2].strip() == "minilstm"
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[2]) > 0 and float(cells[3]) > 0 and cells[4].endswith("x")

@@ -19,9 +19,9 @@ Shapes: T time steps, B batch, D input width, H hidden units. Everything is time
 How the work is laid out (what makes it fast):
 - the input projection ``x @ Wx`` for all T steps is one matrix product (``linear_forward``),
   or, for token inputs, rows read inside the time loop from a (V, 4H) table (``ids=``);
-- the recurrence is one (B, H) @ (H, 4H) product per step, into a buffer allocated once;
-  from H = 96 up it is computed transposed, the form BLAS runs fastest there (see
-  :func:`product_transposed`);
+- the recurrence is one (B, H) @ (H, 4H) product per step, written straight into the step's
+  gates block; from H = 96 up it is computed transposed, the form BLAS runs fastest there, into
+  a (4H, B) buffer allocated once (see :func:`product_transposed`);
 - bias, gate nonlinearities, cell update and ``tanh(c)`` are one fused elementwise pass per step;
 - in the backward pass the weight gradients are single products over all T*B rows, done after
   the time loop; nothing is allocated inside either time loop.
