@@ -1,7 +1,7 @@
 """What keeping freed memory for reuse (``minilstm/_malloc.py``) does to training steps.
 
 The setting is per process, so each measurement runs in a fresh process: minilstm's step (numba,
-batch shards) and PyTorch's (its default mode), torch-rnn's char LM as in ``bench_kernels.py``,
+batch shards; the numpy build when numba is disabled) and PyTorch's (its default mode), torch-rnn's char LM as in ``bench_kernels.py``,
 once with the settings minilstm applies on import and once with glibc's defaults
 (``MINILSTM_MALLOC=system``). The two settings alternate over several rounds (the machine
 drifts); the table gives the median over rounds of each process's median step time, and the
@@ -34,8 +34,9 @@ def child(contender: str, configs: list) -> None:
         H, L = (int(v) for v in config.split(","))
         if contender == "torch":
             step, _ = bk.torch_contender(common.load_torch(), True, 50, 50, H, L)
-        else:
-            step, _ = bk.minilstm_contender("numba", 50, 50, H, L)
+        else:                  # numba when it is usable, else the numpy build (MINILSTM_DISABLE_JIT)
+            backend = "numba" if bk.minilstm.core.numba_available() else "numpy"
+            step, _ = bk.minilstm_contender(backend, 50, 50, H, L)
         for _ in range(3):
             step()                                  # warm: first allocations, caches
         repeats = 30 if H < 256 else 12
