@@ -1,8 +1,9 @@
 """What keeping freed memory for reuse (``minilstm/_malloc.py``) does to training steps.
 
 The setting is per process, so each measurement runs in a fresh process: minilstm's step (numba,
-batch shards; the numpy build when numba is disabled) and PyTorch's (its default mode), torch-rnn's char LM as in ``bench_kernels.py``,
-once with the settings minilstm applies on import and once with glibc's defaults
+batch shards; the numpy build when numba is disabled) and PyTorch's (its default mode), on
+torch-rnn's char LM as in ``bench_kernels.py``, once with the settings minilstm applies on
+import and once with glibc's defaults
 (``MINILSTM_MALLOC=system``). The two settings alternate over several rounds (the machine
 drifts); the table gives the median over rounds of each process's median step time, and the
 minor page faults per step.

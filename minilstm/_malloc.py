@@ -5,12 +5,13 @@ gradients, the logits and their gradient —, megabytes each, and frees them bef
 glibc serves blocks above its mmap threshold (128 KB at start, raised as such blocks are freed)
 with fresh pages from the kernel, and hands free memory at the top of its heaps back once it
 exceeds the trim threshold. Either way the next step's arrays land on pages the kernel must map
-and zero again. Measured on 2 cores, torch-rnn's char LM (B=50, T=50, batch shards), page faults
+and zero again. Measured on 2 cores (``benchmarks/bench_malloc.py``: torch-rnn's char LM, B=50,
+T=50, batch shards, each setting in fresh processes, alternated), page faults and milliseconds
 per training step with glibc's defaults and with the settings below:
 
-    H=64 L=2:    1,342 -> 20      14.5 -> 10.9 ms per step    (3.7 ms of kernel time -> 0.6)
-    H=128 L=2:   5,664 -> 0       50.3 -> 34.6 ms
-    H=512 L=1:   5,683 -> 0        179 -> 167 ms
+    H=64 L=1:    1,373 -> 0        7.02 -> 3.95 ms
+    H=128 L=2:   6,311 -> 0       34.69 -> 27.16 ms
+    H=512 L=1:   7,550 -> 0      147.30 -> 134.36 ms
 
 What. On import of ``minilstm``, on Linux with glibc:
 
@@ -56,7 +57,7 @@ def _apply() -> str:
         return "system defaults (MINILSTM_MALLOC=system)"
     if not sys.platform.startswith("linux"):
         return "system defaults (not Linux)"
-    if not os.confstr_names.get("CS_GNU_LIBC_VERSION") or not _glibc_version():
+    if not _glibc_version():
         return "system defaults (not glibc)"
     user_set = [name for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if name in os.environ]
     if user_set:
