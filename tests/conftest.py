@@ -3,6 +3,7 @@ the checkout, or wherever ``MINILSTM_SHARED_DATA`` points); tests that need them
 when they are absent, and every other test builds the small files it needs."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -44,11 +45,22 @@ def rng():
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(params=["as written", "transposed"])
-def product_layout(request, monkeypatch):
-    """Runs a test under both forms of the LSTM's per-step recurrent product (chosen by H, see
-    ``minilstm.core.lstm.product_transposed``), so that the small layers tests use exercise the
-    transposed form too."""
+@contextlib.contextmanager
+def product_form(transposed: bool):
+    """Forces one form of the LSTM's per-step recurrent product (chosen by H otherwise, see
+    ``minilstm.core.lstm.product_transposed``) for the duration of the block."""
     from minilstm.core import lstm
-    monkeypatch.setattr(lstm, "PLAIN_PRODUCT_MAX_H", 10**9 if request.param == "as written" else -1)
-    return request.param
+    saved = lstm.PLAIN_PRODUCT_MAX_H
+    lstm.PLAIN_PRODUCT_MAX_H = -1 if transposed else 10**9
+    try:
+        yield
+    finally:
+        lstm.PLAIN_PRODUCT_MAX_H = saved
+
+
+@pytest.fixture(params=["as written", "transposed"])
+def product_layout(request):
+    """Runs a test under both forms of the per-step recurrent product, so that the small layers
+    tests use exercise the transposed form too."""
+    with product_form(request.param == "transposed"):
+        yield request.param

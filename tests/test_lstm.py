@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference
+from conftest import product_form
 from gradcheck import assert_close, gradcheck
 from minilstm.core import (lstm_backward, lstm_forward, lstm_recurrence_backward,
                            lstm_recurrence_forward, reorder_gates)
@@ -85,14 +86,9 @@ def test_gradient_check_fails_on_a_wrong_gradient(rng):
 @given(T=st.integers(1, 9), B=st.integers(1, 9), D=st.integers(1, 9), H=st.integers(1, 9),
        seed=st.integers(0, 2**32 - 1), transposed=st.booleans())
 def test_forward_matches_naive_reference(T, B, D, H, seed, transposed):
-    from minilstm.core import lstm
     p = random_layer(np.random.default_rng(seed), T, B, D, H, scale=1.0)
-    saved = lstm.PLAIN_PRODUCT_MAX_H
-    lstm.PLAIN_PRODUCT_MAX_H = -1 if transposed else 10**9     # both forms of the product
-    try:
+    with product_form(transposed):                             # both forms of the product
         h, (hT, cT), cache = lstm_forward(**p)
-    finally:
-        lstm.PLAIN_PRODUCT_MAX_H = saved
     h_ref, c_ref = reference.lstm(**p)
     # float64 end to end: only summation order differs, so errors are a few ulp of O(1) values
     assert_close("h", h, h_ref, rtol=1e-12, atol=1e-13)
@@ -277,7 +273,7 @@ def test_transposed_copy(shape):
         assert not np.shares_memory(out, W)
 
 
-def test_both_product_layouts_agree_and_the_default_depends_on_H(rng, monkeypatch):
+def test_both_product_layouts_agree_and_the_default_depends_on_H(rng):
     """The two forms of the per-step product give one result up to summation order, forward
     and backward, and the form chosen by default follows H (plain below 96, where it is faster)."""
     from minilstm.core import lstm
@@ -286,10 +282,10 @@ def test_both_product_layouts_agree_and_the_default_depends_on_H(rng, monkeypatc
     p = random_layer(rng, 6, 5, 4, 7)
     U, UhT, UcT = rng.normal(size=(6, 5, 7)), rng.normal(size=(5, 7)), rng.normal(size=(5, 7))
     results = {}
-    for name, limit in (("as written", 10**9), ("transposed", -1)):
-        monkeypatch.setattr(lstm, "PLAIN_PRODUCT_MAX_H", limit)
-        h, (hT, cT), _ = lstm_forward(**p)
-        results[name] = dict(layer_gradients(p, U, UhT, UcT), h=h, hT=hT, cT=cT)
+    for name, transposed in (("as written", False), ("transposed", True)):
+        with product_form(transposed):
+            h, (hT, cT), _ = lstm_forward(**p)
+            results[name] = dict(layer_gradients(p, U, UhT, UcT), h=h, hT=hT, cT=cT)
     for key, value in results["as written"].items():
         # float64, O(1) values, the same terms summed in another order by BLAS: a few ulp
         assert_close(key, value, results["transposed"][key], rtol=1e-12, atol=1e-13)
