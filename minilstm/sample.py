@@ -23,7 +23,8 @@ import numpy as np
 from .core import parallel_threads
 from .core.generate import generate, prime
 from .core.rng import seed_state
-from .core.step import HEAD_AFFINE, HEAD_DENSE, HEAD_LAYER_NORM, HEAD_NONE, forward_token, matvec_rows
+from .core.step import (HEAD_AFFINE, HEAD_DENSE, HEAD_LAYER_NORM, HEAD_NONE, block_edges, forward_token,
+                        matvec_rows)
 from .data import UnknownSymbolError
 
 NEVER_GENERATED = ("pad", "start", "unk")     # specials a model should never emit
@@ -109,10 +110,24 @@ class ModelPlan:
 PARALLEL_MIN_WEIGHTS = 1 << 19
 
 
+def block_major_columns(H: int, parts: int) -> np.ndarray:
+    """The column order of a layer cut into ``parts`` blocks of hidden units (``core.step.
+    layer_block``): block by block, each block's gates [i, f, o, g] for its own units. Entry m
+    is the model's column that becomes column m; with one block it is the identity."""
+    order = []
+    for p in range(parts):
+        lo, hi = block_edges(H, parts, p)
+        for gate in range(4):
+            order.extend(range(gate * H + lo, gate * H + hi))
+    return np.array(order, dtype=np.int64)
+
+
 def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MIN_WEIGHTS) -> ModelPlan:
     """Lay ``model`` out for the generation kernels; ``threads`` (default: ``parallel_threads()``,
-    1 on numpy and on numba's slow fallback threading layer) share the products of layers whose Wh has at least ``min_weights`` entries.
-    The text is the same whatever the threads (each output sums in the same order)."""
+    1 on numpy and on numba's slow fallback threading layer) share the steps of layers whose Wh
+    has at least ``min_weights`` entries, each thread a block of hidden units, so each such layer
+    has its columns in :func:`block_major_columns` order. The text is the same whatever the
+    threads (every output sees the same operations in the same order)."""
     cfg, P = model.config, model.params
     large = [H * 4 * H >= min_weights for H in cfg.hidden_sizes]   # by Wh: every layer has one
     if threads is None:    # asking numba starts its threads: only where a layer would use them
@@ -130,18 +145,20 @@ def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MI
 
     rows, state = [], 0
     for layer, H in enumerate(cfg.hidden_sizes):
+        parts = threads if large[layer] else 1
+        order = block_major_columns(H, parts)
         if layer == 0:
             Wx = P["lstm0.Wx"]
             if cfg.input_mode == "embedding":   # E @ Wx in the kernels' fixed order
                 table = np.zeros((cfg.vocab_size, 4 * H), dtype)
                 matvec_rows(np.ascontiguousarray(P["embed.weight"]), Wx, table)
-                off_in, D = put(table), cfg.embedding_dim
+                off_in, D = put(table[:, order]), cfg.embedding_dim
             else:
-                off_in, D = put(Wx), cfg.vocab_size
+                off_in, D = put(Wx[:, order]), cfg.vocab_size
         else:
-            off_in, D = put(P[f"lstm{layer}.Wx"]), cfg.hidden_sizes[layer - 1]
-        parts = threads if large[layer] else 1
-        rows.append([H, D, off_in, put(P[f"lstm{layer}.Wh"]), put(P[f"lstm{layer}.b"]), state, parts])
+            off_in, D = put(P[f"lstm{layer}.Wx"][:, order]), cfg.hidden_sizes[layer - 1]
+        rows.append([H, D, off_in, put(P[f"lstm{layer}.Wh"][:, order]), put(P[f"lstm{layer}.b"][order]),
+                     state, parts])
         state += H
     kind, K, off_w, off_hb, off_scale, off_shift = HEAD_NONE, 0, 0, 0, 0, 0
     if cfg.head_hidden:

@@ -19,7 +19,8 @@ from minilstm.core.step import forward_token
 from minilstm.data import TANG_SPECIALS, CharVocab, UnknownSymbolError
 from minilstm.model import LanguageModel, ModelConfig
 from minilstm.model_io import save_model
-from minilstm.sample import SampleConfig, Sampler, SamplingError, plan_model, sample_text
+from minilstm.sample import (SampleConfig, Sampler, SamplingError, block_major_columns, plan_model,
+                             sample_text)
 
 needs_numba = pytest.mark.skipif(not core.numba_available(), reason="compares the numba build with the numpy build")
 
@@ -102,6 +103,41 @@ def test_column_split_products_are_bit_identical(parts, N):
             step.matvec_rows(x, W, expected)
             step.matvec_rows_split(x, W, split, parts)
         np.testing.assert_array_equal(split, expected, err_msg=f"{backend}, parts={parts}, N={N}")
+
+
+@pytest.mark.parametrize("parts", [2, 3, 5])
+@pytest.mark.parametrize("H", [24, 80])
+def test_layer_blocks_are_bit_identical_to_one_block(parts, H):
+    """layer_step with the hidden units cut into blocks (weights in block-major column order,
+    pre-activations block by block) leaves exactly the state that one block leaves with the
+    model's own layout, from a token lookup and from a layer below, in both builds; blocks
+    come out empty where parts * 16 > H."""
+    rng = np.random.default_rng(parts * H)
+    n, D, V = 3, 20, 7
+    f32 = lambda *shape: rng.normal(size=shape).astype(np.float32)   # noqa: E731
+    table, Wx, Wh, b = f32(V, 4 * H), f32(D, 4 * H), f32(H, 4 * H) * 0.3, f32(4 * H)
+    below, h0, c0 = f32(n, D), f32(n, H + 5), f32(n, H + 5)   # 5 state columns of another layer
+    tokens = rng.integers(0, V, size=n)
+    order = block_major_columns(H, parts)
+    assert sorted(order) == list(range(4 * H))               # a permutation of the columns
+    assert (block_major_columns(H, 1) == np.arange(4 * H)).all()
+    builds = ("numba", "numpy") if core.numba_available() else ("numpy",)
+    for backend in builds:
+        for source, W_in in ((step.INPUT_LOOKUP, table), (step.INPUT_PRODUCT, Wx)):
+            states = []
+            for p, cols in ((1, np.arange(4 * H)), (parts, order)):
+                h, c = h0.copy(), c0.copy()
+                with minilstm.use_backend(backend):
+                    step.layer_step(source, tokens, below, np.ascontiguousarray(W_in[:, cols]),
+                                    np.ascontiguousarray(Wh[:, cols]), b[cols].copy(),
+                                    np.empty((n, H), np.float32), c, h, 5, p,
+                                    np.empty(n * 4 * H, np.float32))
+                states.append((h, c))
+            (h1, c1), (hp, cp) = states
+            assert not np.array_equal(h1[:, 5:], h0[:, 5:])   # the step did write the state
+            np.testing.assert_array_equal(hp, h1, err_msg=f"{backend}, source {source}")
+            np.testing.assert_array_equal(cp, c1, err_msg=f"{backend}, source {source}")
+            np.testing.assert_array_equal(h1[:, :5], h0[:, :5])   # other layers' columns kept
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])

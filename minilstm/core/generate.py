@@ -27,7 +27,7 @@ import numpy as np
 
 from ._jit import kernel
 from .decode import choose_token
-from .step import cell_step, forward_token, matvec, output_head
+from .step import INPUT_READY, forward_token, layer_step, matvec, output_head
 
 
 @kernel
@@ -51,12 +51,10 @@ def prime(weights, layers, head, eps, prompt, h, c, logits):
             matvec(below, weights[off_in:off_in + D * G].reshape(D, G), xw, parts)
         Wh = weights[off_wh:off_wh + H * G].reshape(H, G)
         b = weights[off_b:off_b + G]
+        h_prev = np.empty((1, H), dtype=h.dtype)
         out = np.empty((T, H), dtype=h.dtype)
-        for t in range(T):
-            row = xw[t:t + 1]
-            matvec(h[:, off_s:off_s + H], Wh, row, parts)      # + h_{t-1} @ Wh
-            row += b
-            cell_step(row, c, h, off_s)
+        for t in range(T):                                     # + h_{t-1} @ Wh + b, the cell
+            layer_step(INPUT_READY, prompt, h, Wh, Wh, b, h_prev, c, h, off_s, parts, xw[t])
             out[t] = h[0, off_s:off_s + H]
         below = out
     output_head(weights, head, eps, below[T - 1:T], np.empty(head[1] + 1, dtype=h.dtype), logits)

@@ -15,9 +15,11 @@ use exp (NumPy's and libm's exp may differ in the last bit, harmless for samplin
 
 The model is laid out for these kernels by ``minilstm.sample.plan_model``: one flat weight
 vector ``weights`` and integer tables of offsets (``layers``: per layer H, D, offset of its input
-table or Wx, of Wh, of b, of its state columns, and how many threads share its products;
+table or Wx, of Wh, of b, of its state columns, and how many threads share its step;
 ``head``: the output head). The first layer's input projection is a row lookup in the table
-E @ Wx (or Wx itself for one-hot input).
+E @ Wx (or Wx itself for one-hot input). A layer shared by threads is cut into blocks of
+hidden units, and its gate columns are stored block by block (:func:`layer_block`), so each
+thread runs its block's product *and* cell update in one parallel region per token.
 
 Shapes: tokens (n,); h, c (n, S) with S the sum of the layers' H; logits (n, V); the scratch
 buffers xw_buf, z_buf are flat, at least n * (widest row) long.
@@ -35,26 +37,28 @@ HEAD_NONE, HEAD_DENSE, HEAD_LAYER_NORM, HEAD_AFFINE = 0, 1, 2, 3
 @kernel
 def matvec_rows(x, W, y):
     """y += x @ W for x (n, K), W (K, N), y (n, N), accumulated over k in order."""
-    matvec_columns(x, W, y, 0, W.shape[1])
+    matvec_columns(x, W, 0, W.shape[1], y, 0)
 
 
 @kernel
-def matvec_columns(x, W, y, lo, hi):
-    """Columns [lo, hi) of ``y += x @ W``, accumulated over k in order (as :func:`matvec_rows`)."""
+def matvec_columns(x, W, lo, hi, y, at):
+    """y[:, at:at + hi - lo] += x @ W[:, lo:hi], accumulated over k in order (as
+    :func:`matvec_rows`)."""
     for k in range(W.shape[0]):
-        y[:, lo:hi] += x[:, k:k + 1] * W[k, lo:hi]
+        y[:, at:at + hi - lo] += x[:, k:k + 1] * W[k, lo:hi]
 
 
 @matvec_columns.numba_variant
-def matvec_columns_loops(x, W, y, lo, hi):
+def matvec_columns_loops(x, W, lo, hi, y, at):
     # Four rows of W per pass over y: y[j] + a0*W0[j] + a1*W1[j] + ... evaluates left to right,
     # the very same additions in the same order as one row at a time, with a quarter of the
-    # loads and stores of y (measured 1.7x faster at H=128 and H=512).
+    # loads and stores of y (measured 1.7x faster at H=128 and H=512; eight rows per pass
+    # measured no faster).
     # Loops run over views starting at column lo, indexed from 0 (a loop from a run-time lo
     # kept the compiler from vectorising it: measured 2.9x slower).
     K, N = W.shape[0], hi - lo
     for i in range(x.shape[0]):
-        yi = y[i, lo:hi]
+        yi = y[i, at:at + N]
         k = 0
         while k + 4 <= K:
             a0, a1, a2, a3 = x[i, k], x[i, k + 1], x[i, k + 2], x[i, k + 3]
@@ -75,11 +79,18 @@ def matvec_rows_split(x, W, y, parts):
     numba build. Every output element gets the same additions in the same order as in
     matvec_rows, so the result is bit-identical whatever ``parts`` is. Block edges fall on
     multiples of 16 columns (whole vector registers)."""
-    N = W.shape[1]
     for p in prange(parts):
-        lo = (p * N // parts) // 16 * 16
-        hi = N if p == parts - 1 else ((p + 1) * N // parts) // 16 * 16
-        matvec_columns(x, W, y, lo, hi)
+        lo, hi = block_edges(W.shape[1], parts, p)
+        matvec_columns(x, W, lo, hi, y, lo)
+
+
+@kernel
+def block_edges(N, parts, p):
+    """[lo, hi) of block p when N columns (or hidden units) are cut into ``parts`` blocks: near
+    equal, edges on multiples of 16 (whole vector registers); blocks may come out empty."""
+    lo = (p * N // parts) // 16 * 16
+    hi = N if p == parts - 1 else ((p + 1) * N // parts) // 16 * 16
+    return lo, hi
 
 
 @kernel
@@ -161,6 +172,72 @@ def cell_step_loops(xw, c, h, off):
                 hi[j] = a[2 * H + j] * (2.0 / (1.0 + np.exp(-(ci[j] + ci[j]))) - 1.0)
 
 
+INPUT_READY, INPUT_LOOKUP, INPUT_PRODUCT = 0, 1, 2
+
+
+@kernel
+def layer_block(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, p, xw):
+    """Block p of one step of one LSTM layer for n sequences: its pre-activations, then its
+    cell update. The H hidden units are cut into ``parts`` blocks (:func:`block_edges`).
+
+    The plan lays each layer out *block-major*: block p, units [lo, hi) with w = hi - lo, owns
+    the columns [4 lo, 4 hi) of W_in, Wh and b, holding its gates [i, f, o, g] as four runs of
+    w columns. So a block needs no other block's gates, and the blocks can run on different
+    threads with no wait between the product and the cell. With one block this is the
+    model's own layout. xw (flat, n * 4H) holds block p at [n 4 lo, n 4 hi) as a contiguous
+    (n, 4w) array. ``source`` says where the input projection comes from:
+        INPUT_READY    xw already holds it (priming: one product over all prompt positions)
+        INPUT_LOOKUP   rows tokens (n,) of the table W_in (V, 4H), which is E @ Wx or Wx
+        INPUT_PRODUCT  below (n, D) @ W_in (D, 4H)
+    then xw += h_prev @ Wh + b, in the fixed order of :func:`matvec_rows`, and the cell step
+    writes the state columns [off + lo, off + hi) of c and h (n, S). h_prev (n, H) is h_{t-1}.
+    """
+    n = h.shape[0]
+    lo, hi = block_edges(Wh.shape[0], parts, p)
+    xw_p = xw[n * 4 * lo:n * 4 * hi].reshape((n, 4 * (hi - lo)))
+    if source == INPUT_LOOKUP:
+        for i in range(n):
+            xw_p[i] = W_in[tokens[i], 4 * lo:4 * hi]
+    elif source == INPUT_PRODUCT:
+        xw_p[:] = 0.0
+        matvec_columns(below, W_in, 4 * lo, 4 * hi, xw_p, 0)
+    matvec_columns(h_prev, Wh, 4 * lo, 4 * hi, xw_p, 0)
+    xw_p += b[4 * lo:4 * hi]
+    cell_step(xw_p, c, h, off + lo)
+
+
+@kernel
+def layer_step(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, xw):
+    """One step of one LSTM layer (:func:`layer_block` for every block), the blocks on
+    ``parts`` threads in the numba build. h_prev (n, H) is scratch: h_{t-1} is copied there
+    first, since a block overwrites its units of h while other blocks still read them. The
+    result is the same bits whatever ``parts`` is: every element sees the same operations."""
+    if parts == 1:         # one block reads all of h_{t-1} before it writes h: no copy needed
+        layer_block(source, tokens, below, W_in, Wh, b, h[:, off:off + Wh.shape[0]], c, h, off, 1, 0, xw)
+        return
+    h_prev[:] = h[:, off:off + Wh.shape[0]]
+    for p in range(parts):
+        layer_block(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, p, xw)
+
+
+@layer_step.numba_variant
+def layer_step_threads(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, xw):
+    # One parallel region per layer and token, where there are blocks to share; one block
+    # (small layers) runs without waking the threads.
+    if parts == 1:
+        layer_block(source, tokens, below, W_in, Wh, b, h[:, off:off + Wh.shape[0]], c, h, off, 1, 0, xw)
+        return
+    h_prev[:] = h[:, off:off + Wh.shape[0]]
+    layer_blocks_split(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, xw)
+
+
+@kernel(parallel=True)
+def layer_blocks_split(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, xw):
+    """The blocks of :func:`layer_step`, one per thread (``prange``)."""
+    for p in prange(parts):
+        layer_block(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, p, xw)
+
+
 @kernel
 def layer_norm_rows(a, eps):
     """a <- (a - mean) / sqrt(var + eps) per row, sums in order (cumsum in both builds) and
@@ -185,17 +262,11 @@ def forward_token(weights, layers, head, eps, tokens, h, c, xw_buf, z_buf, logit
         off_wh, off_b, off_s = layers[layer, 3], layers[layer, 4], layers[layer, 5]
         parts = layers[layer, 6]
         G = 4 * H
-        xw = xw_buf[:n * G].reshape((n, G))              # contiguous, so loops vectorise
-        if layer == 0:                                   # xw = (E @ Wx)[token]: a row lookup
-            table = weights[off_in:off_in + V * G].reshape(V, G)
-            for i in range(n):
-                xw[i] = table[tokens[i]]
-        else:                                            # xw = h_below @ Wx
-            xw[:] = 0.0
-            matvec(h[:, below:below + D], weights[off_in:off_in + D * G].reshape(D, G), xw, parts)
-        matvec(h[:, off_s:off_s + H], weights[off_wh:off_wh + H * G].reshape(H, G), xw, parts)
-        xw += weights[off_b:off_b + G]                   # ... + h_{t-1} @ Wh + b
-        cell_step(xw, c, h, off_s)
+        rows = V if layer == 0 else D                    # the lookup table or Wx
+        layer_step(INPUT_LOOKUP if layer == 0 else INPUT_PRODUCT, tokens, h[:, below:below + D],
+                   weights[off_in:off_in + rows * G].reshape(rows, G),
+                   weights[off_wh:off_wh + H * G].reshape(H, G), weights[off_b:off_b + G],
+                   z_buf[:n * H].reshape((n, H)), c, h, off_s, parts, xw_buf[:n * G])
         below = off_s
         width = H
     output_head(weights, head, eps, h[:, below:below + width], z_buf, logits)
