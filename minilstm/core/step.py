@@ -209,22 +209,12 @@ def layer_block(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, p,
 @kernel
 def layer_step(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, xw):
     """One step of one LSTM layer (:func:`layer_block` for every block), the blocks on
-    ``parts`` threads in the numba build. h_prev (n, H) is scratch: h_{t-1} is copied there
-    first, since a block overwrites its units of h while other blocks still read them. The
-    result is the same bits whatever ``parts`` is: every element sees the same operations."""
+    ``parts`` threads in the numba build (one parallel region per layer and token; one block,
+    as in small layers, runs without waking the threads). h_prev (n, H) is scratch: with
+    several blocks h_{t-1} is copied there first, since a block overwrites its units of h
+    while other blocks still read them. The result is the same bits whatever ``parts`` is:
+    every element sees the same operations."""
     if parts == 1:         # one block reads all of h_{t-1} before it writes h: no copy needed
-        layer_block(source, tokens, below, W_in, Wh, b, h[:, off:off + Wh.shape[0]], c, h, off, 1, 0, xw)
-        return
-    h_prev[:] = h[:, off:off + Wh.shape[0]]
-    for p in range(parts):
-        layer_block(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, p, xw)
-
-
-@layer_step.numba_variant
-def layer_step_threads(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, xw):
-    # One parallel region per layer and token, where there are blocks to share; one block
-    # (small layers) runs without waking the threads.
-    if parts == 1:
         layer_block(source, tokens, below, W_in, Wh, b, h[:, off:off + Wh.shape[0]], c, h, off, 1, 0, xw)
         return
     h_prev[:] = h[:, off:off + Wh.shape[0]]
@@ -233,7 +223,7 @@ def layer_step_threads(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, pa
 
 @kernel(parallel=True)
 def layer_blocks_split(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, xw):
-    """The blocks of :func:`layer_step`, one per thread (``prange``)."""
+    """The blocks of :func:`layer_step`, one per thread (``prange``; in order in the numpy build)."""
     for p in prange(parts):
         layer_block(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, p, xw)
 
