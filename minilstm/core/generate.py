@@ -53,7 +53,7 @@ def prime(weights, layers, head, eps, prompt, h, c, logits):
         b = weights[off_b:off_b + G]
         h_prev = np.empty((1, H), dtype=h.dtype)
         out = np.empty((T, H), dtype=h.dtype)
-        for t in range(T):                                     # + h_{t-1} @ Wh + b, the cell
+        for t in range(T):     # + h_{t-1} @ Wh + b, the cell (tokens, below, W_in unused: INPUT_READY)
             layer_step(INPUT_READY, prompt, h, Wh, Wh, b, h_prev, c, h, off_s, parts, xw[t])
             out[t] = h[0, off_s:off_s + H]
         below = out
