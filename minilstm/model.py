@@ -3,6 +3,7 @@ linear -> softmax, with one contract used by the trainer and the sampler:
 
     logits, loss, state = model.forward(ids, targets=None, state=None)
     model.backward()          # adds d loss / d params into model.params.grad
+    loss, state = model.forward_backward(ids, targets, state=None)   # the two, as a step runs them
 
 ``ids`` and ``targets`` are batch-major (B, T) integer arrays; ``state`` is a list with one
 ``(h, c)`` pair of (B, H_l) arrays per layer (``None`` = zeros) and the returned state is the
@@ -227,13 +228,17 @@ class LanguageModel:
             self.config.vocab_size < T * B and (self.config.embedding_dropout == 0 or not self.training))
 
     # ------------------------------------------------------------------ forward
+    def _checked_batch(self, ids, state):
+        """ids as a (B, T) id array, the state checked (zeros for None), and the shard count."""
+        ids = id_array("LanguageModel.forward", "ids", ids, self.config.vocab_size,
+                       dims=[("B", None), ("T", None)])
+        return ids, self._check_state(state, ids.shape[0]), parallel.shard_count(self, ids.shape[0])
+
     def forward(self, ids, targets=None, state=None, ignore_index=core.IGNORE_INDEX):
         cfg, P = self.config, self.params
         where = "LanguageModel.forward"
-        ids = id_array(where, "ids", ids, cfg.vocab_size, dims=[("B", None), ("T", None)])
+        ids, state, shards = self._checked_batch(ids, state)
         B, T = ids.shape
-        state = self._check_state(state, B)
-        shards = parallel.shard_count(self, B)
         if shards > 1:                                  # the batch in shards, one thread each
             return parallel.forward(self, ids, targets, state, shards, ignore_index)
         train, rng = self.training, self.dropout_rng
@@ -298,6 +303,25 @@ class LanguageModel:
         return [cache for cache, _ in self._tape.layers]
 
     # ------------------------------------------------------------------ backward
+    def forward_backward(self, ids, targets, state=None, ignore_index=core.IGNORE_INDEX):
+        """``forward(ids, targets, state)`` then ``backward()``, as a training step runs them:
+        adds d(mean loss)/d(params) into ``params.grad`` and returns ``(loss, final state)``.
+        The same numbers as the two calls. The batch's shards (``minilstm.parallel``) each run
+        their forward and backward back to back on one thread, so the threads meet once per
+        step instead of twice, and the logits are never joined into one array."""
+        if not self.training:
+            raise RuntimeError("LanguageModel.forward_backward: the model is in eval mode; call train() first")
+        if targets is None:
+            raise ValueError("LanguageModel.forward_backward: targets is None, expected (B, T) target ids")
+        ids, checked_state, shards = self._checked_batch(ids, state)
+        if shards > 1:
+            _, loss, new_state = parallel.forward(self, ids, targets, checked_state, shards, ignore_index,
+                                                  backward=True)
+        else:
+            _, loss, new_state = self.forward(ids, targets, state, ignore_index)
+            self.backward()
+        return loss, new_state
+
     def backward(self) -> None:
         """Adds d(mean loss)/d(params) into ``params.grad``; needs a training-mode forward with targets."""
         tape = self._tape

@@ -1,6 +1,7 @@
 """Data parallelism on CPU threads: a batch cut into shards, each shard's forward and backward
-on its own thread, the gradients combined. ``LanguageModel.forward``/``backward`` use it
-whenever ``model.threads`` allows more than one shard.
+on its own thread, the gradients combined. ``LanguageModel.forward``/``backward`` and
+``forward_backward`` (both in one hand-over, as a training step runs them) use it whenever
+``model.threads`` allows more than one shard.
 
 Why. A training step at these sizes is a few hundred small matrix products (one per LSTM time
 step) with elementwise passes in between. With BLAS threading each product, the cores meet at
@@ -164,7 +165,10 @@ def _bounds(B: int, n: int) -> list:
 def _in_threads(run, n: int) -> list:
     """[run(0), ..., run(n-1)], each on a pool thread whose BLAS runs single-threaded; waits
     for all of them and re-raises the first error. This thread only waits: its own BLAS
-    setting is never touched, so BLAS calls made here between steps keep all their threads."""
+    setting is never touched, so BLAS calls made here between steps keep all their threads.
+    (Running shard 0 here instead, with this thread's BLAS set to one thread for the while,
+    was measured: putting the setting back woke OpenBLAS's own pool, whose thread then spun on
+    one of the two cores in about half the runs and doubled the step time.)"""
     futures = [_executor(n).submit(run, s) for s in range(n)]
     wait(futures)                # every shard is done with the buffers before we go on
     return [future.result() for future in futures]
@@ -179,9 +183,26 @@ class ShardedTape:
         self.dlogits = True        # a training forward with targets: backward may run
 
 
-def forward(model, ids, targets, state, shards: int, ignore_index):
+def _loss_weights(counts) -> list:
+    """Each shard's weight n_s / N in the mean loss, from the targets each one counts."""
+    total = sum(counts)
+    return [n / total if total else 0.0 for n in counts]
+
+
+def _shard_backward(replica, weight) -> None:
+    """A replica's backward into its own gradient buffer, scaled by its weight in the mean loss."""
+    replica.zero_grad()
+    replica.backward()
+    replica.params.grad *= replica.params.dtype.type(weight)
+
+
+def forward(model, ids, targets, state, shards: int, ignore_index, backward=False):
     """``LanguageModel.forward`` of a validated batch (ids (B, T), state checked) in ``shards``
-    threads; same return value: logits (B, T, V), the mean loss (or None) and the final state."""
+    threads; same return value: logits (B, T, V), the mean loss (or None) and the final state.
+
+    With ``backward`` (``LanguageModel.forward_backward``; targets required) each thread goes on
+    to its shard's backward, so the threads meet once per training step instead of twice, the
+    gradients are summed into ``model.params.grad`` and the logits are not assembled (None)."""
     B = ids.shape[0]
     if targets is not None:
         targets = np.asarray(targets)
@@ -189,6 +210,9 @@ def forward(model, ids, targets, state, shards: int, ignore_index):
             raise ValueError(f"LanguageModel.forward: targets has shape {targets.shape}, "
                              f"expected (B, T) = {ids.shape}")
     bounds = _bounds(B, shards)
+    if backward:          # the weights are needed before the shards' forwards have counted
+        shard_weights = _loss_weights([int(np.count_nonzero(targets[lo:hi] != ignore_index))
+                                 for lo, hi in bounds])
     replicas = _replicas(model, shards)
     cfg = model.config
     if model.training and (cfg.dropout or cfg.embedding_dropout or cfg.head_dropout):
@@ -200,39 +224,41 @@ def forward(model, ids, targets, state, shards: int, ignore_index):
         replica = replicas[s]
         replica.training = model.training
         part = None if state is None else [(h[lo:hi], c[lo:hi]) for h, c in state]
-        return replica.forward(ids[lo:hi], None if targets is None else targets[lo:hi], part, ignore_index)
+        result = replica.forward(ids[lo:hi], None if targets is None else targets[lo:hi], part, ignore_index)
+        if backward:
+            _shard_backward(replica, shard_weights[s])
+        return result
 
     results = _in_threads(run, shards)
-    logits = np.concatenate([result[0] for result in results])
     new_state = [tuple(np.concatenate([result[2][layer][k] for result in results]) for k in range(2))
                  for layer in range(cfg.num_layers)]
     loss = None
     counts = [replica.tokens_in_loss for replica in replicas]
-    total = sum(counts)
-    weights = [n / total if total else 0.0 for n in counts]
+    weights = _loss_weights(counts)
     if targets is not None:
         loss = float(sum(w * result[1] for w, result in zip(weights, results)))
-    model.tokens_in_loss = total
+    model.tokens_in_loss = sum(counts)
+    if backward:
+        _sum_gradients(model, replicas)
+        model._tape = None
+        return None, loss, new_state
     model._tape = ShardedTape(replicas, bounds, weights)
     if targets is None or not model.training:
         model._tape.dlogits = None
-    return logits, loss, new_state
+    return np.concatenate([result[0] for result in results]), loss, new_state
+
+
+def _sum_gradients(model, replicas) -> None:
+    for replica in replicas:
+        model.params.grad += replica.params.grad
 
 
 def backward(model) -> None:
     """``LanguageModel.backward`` after a sharded forward: each replica's backward on its own
     thread, then ``params.grad += sum_s (n_s / N) * (replica s's gradient)``."""
     tape = model._tape
-
-    def run(s):
-        replica = tape.replicas[s]
-        replica.zero_grad()
-        replica.backward()
-        replica.params.grad *= replica.params.dtype.type(tape.weights[s])
-
-    _in_threads(run, len(tape.replicas))
-    for replica in tape.replicas:
-        model.params.grad += replica.params.grad
+    _in_threads(lambda s: _shard_backward(tape.replicas[s], tape.weights[s]), len(tape.replicas))
+    _sum_gradients(model, tape.replicas)
     model._tape = None
 
 

@@ -62,9 +62,8 @@ def train_step(model, optimizer, ids, targets, state=None, *, lr: float,
     is not finite, so the model stays as it was after the previous step.
     """
     model.train()
-    _, loss, new_state = model.forward(ids, targets, state)
     model.zero_grad()
-    model.backward()
+    loss, new_state = model.forward_backward(ids, targets, state)
     if not math.isfinite(loss):
         raise NonFiniteError(f"training loss is {loss}; the step was not applied")
     grads = model.params.grad

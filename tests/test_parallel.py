@@ -77,6 +77,41 @@ def test_sharded_train_step_float32_and_a_shard_with_no_targets():
     assert abs(r1.loss - r2.loss) < 1e-5
 
 
+@pytest.mark.parametrize("shards", [1, 2, 3])
+def test_forward_backward_is_forward_then_backward(shards):
+    config, ids, targets, state = model_and_batch(dropout=0.3)
+    results = []
+    for fused in (False, True):
+        model = LanguageModel(config)
+        model.threads = shards
+        model.params.grad[:] = 1.0              # both add into the gradient
+        if fused:
+            loss, new_state = model.forward_backward(ids, targets, state)
+        else:
+            _, loss, new_state = model.forward(ids, targets, state)
+            model.backward()
+        assert model._tape is None              # nothing left for a second backward
+        results.append((loss, new_state, model.params.grad.copy(), model.tokens_in_loss,
+                        model.dropout_rng.bit_generator.state))
+    (loss, new_state, grad, tokens, rng), (loss2, new_state2, grad2, tokens2, rng2) = results
+    # the same kernels on the same shards in the same order: equal to the last bit
+    assert loss2 == loss and tokens2 == tokens and rng2 == rng
+    np.testing.assert_array_equal(grad2, grad)
+    for (h, c), (h2, c2) in zip(new_state, new_state2):
+        np.testing.assert_array_equal(h2, h)
+        np.testing.assert_array_equal(c2, c)
+
+
+def test_forward_backward_refuses_eval_mode_and_missing_targets():
+    config, ids, targets, state = model_and_batch()
+    model = LanguageModel(config)
+    with pytest.raises(ValueError, match="forward_backward: targets is None, expected"):
+        model.forward_backward(ids, None)
+    model.eval()
+    with pytest.raises(RuntimeError, match="forward_backward: the model is in eval mode"):
+        model.forward_backward(ids, targets)
+
+
 def test_dropout_shards_are_reproducible_and_draw_once_from_the_model():
     config, ids, targets, state = model_and_batch(dropout=0.3, embedding_dropout=0.2)
     grads, rng_states = [], []
@@ -122,9 +157,10 @@ def test_available_threads_follows_the_blas_environment(monkeypatch):
     assert 1 <= parallel.available_threads() < 100000           # never more than the cores
 
 
-def test_an_error_in_a_shard_reaches_the_caller_and_this_threads_blas_is_untouched():
+@pytest.mark.parametrize("row", [0, -1])
+def test_an_error_in_a_shard_reaches_the_caller_and_this_threads_blas_is_untouched(row):
     config, ids, targets, state = model_and_batch()
-    targets[-1, -1] = V                  # out of the vocabulary, in the last shard only
+    targets[row, -1] = V                 # out of the vocabulary, in the first or the last shard only
     setters = parallel._blas_libraries()
     before = [setter(1) for setter in setters]      # a setter returns the count it replaces
     for setter, count in zip(setters, before):

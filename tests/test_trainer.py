@@ -112,14 +112,24 @@ def test_config_dict_round_trip_and_numpy_scalars():
 
 
 def _spy_states(model):
-    """Record the state argument of every training forward (identity of its first h)."""
-    calls, forward = [], model.forward
+    """Record the state argument of every forward (identity of its first h): training steps
+    call ``forward_backward``, evaluation ``forward``."""
+    calls, forward, forward_backward = [], model.forward, model.forward_backward
 
-    def spy(ids, targets=None, state=None, **kw):
-        logits, loss, final = forward(ids, targets, state, **kw)
+    def record(state, final):
         calls.append((model.training, None if state is None else id(state[0][0]), id(final[0][0])))
+
+    def spy_forward(ids, targets=None, state=None, *args, **kw):
+        logits, loss, final = forward(ids, targets, state, *args, **kw)
+        if not model.training:
+            record(state, final)
         return logits, loss, final
-    model.forward = spy
+
+    def spy_forward_backward(ids, targets, state=None, *args, **kw):
+        loss, final = forward_backward(ids, targets, state, *args, **kw)
+        record(state, final)
+        return loss, final
+    model.forward, model.forward_backward = spy_forward, spy_forward_backward
     return calls
 
 
