@@ -3,8 +3,9 @@
 The workload is torch-rnn's benchmark: a character language model (embedding 65 -> H, L LSTM
 layers of H units, linear H -> 65, softmax cross-entropy, one Adam step), batch B=50, T=50,
 H in {64, 128, 256, 512}, L in {1, 2, 3}, plus B=64, T=100, H=512, L=2. Every contender runs in
-this one process, alternated A B C A B C over several passes (the machine drifts), and we
-report medians. PyTorch gets the faster of its default (oneDNN's fused LSTM) and
+this one process, alternated A B C A B C over several passes (the machine drifts); in each
+pass a contender runs back to back for at least ``--burst`` seconds, as steps do in training,
+and we report the median call. PyTorch gets the faster of its default (oneDNN's fused LSTM) and
 ``torch.backends.mkldnn.enabled = False``, per configuration.
 
 minilstm's step is the library's own ``minilstm.train.train_step`` (forward, backward, global
@@ -88,7 +89,7 @@ def torch_contender(torch, mkldnn, B, T, H, L, seed=0):
     return step, forward
 
 
-def measure_config(torch, B, T, H, L, passes, repeats):
+def measure_config(torch, B, T, H, L, passes, repeats, burst):
     steps, forwards = {}, {}
     backends = ["numba", "numpy"] if minilstm.core.numba_available() else ["numpy"]
     for backend in backends:
@@ -99,8 +100,9 @@ def measure_config(torch, B, T, H, L, passes, repeats):
         for mkldnn in (True, False):
             name = "torch" if mkldnn else "torch-no-onednn"
             steps[name], forwards[name] = torch_contender(torch, mkldnn, B, T, H, L)
-    step_times = {k: common.median(v) for k, v in common.alternate(steps, passes, repeats).items()}
-    forward_times = {k: common.median(v) for k, v in common.alternate(forwards, passes, repeats).items()}
+    step_times = {k: common.median(v) for k, v in common.alternate(steps, passes, repeats, min_seconds=burst).items()}
+    forward_times = {k: common.median(v)
+                     for k, v in common.alternate(forwards, passes, repeats, min_seconds=burst).items()}
     if torch is not None:
         torch.backends.mkldnn.enabled = True
     return step_times, forward_times
@@ -172,8 +174,11 @@ def startup_report():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="three configurations, under a minute")
-    parser.add_argument("--passes", type=int, default=3, help="alternation rounds (default 3)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed calls per contender per round")
+    parser.add_argument("--passes", type=int, default=None, help="alternation rounds (default 3; 2 with --quick)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls per contender per round, at least")
+    parser.add_argument("--burst", type=float, default=None,
+                        help="seconds of back-to-back timed calls per contender per round, at least "
+                             "(default 0.3; 0.1 with --quick)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--child-memory", nargs=5, help=argparse.SUPPRESS)
@@ -185,13 +190,17 @@ def main():
     if args.child_startup:
         return child_startup()
 
+    if args.burst is None:
+        args.burst = 0.1 if args.quick else 0.3
+    if args.passes is None:
+        args.passes = 2 if args.quick else 3
     torch = common.load_torch()
     configs = QUICK if args.quick else GRID
     measure_memory = not (args.quick or args.no_memory)
     print(f"# minilstm training-step benchmark\n\n{common.machine_summary()}\n")
     step_rows, forward_rows, raw = [], [], []
     for B, T, H, L in configs:
-        steps, forwards = measure_config(torch, B, T, H, L, args.passes, args.repeats)
+        steps, forwards = measure_config(torch, B, T, H, L, args.passes, args.repeats, args.burst)
         flops = common.char_lm_flops(B, T, V, H, (H,) * L)
         torch_step, torch_kind = best_torch(steps)
         torch_fwd, _ = best_torch(forwards)
@@ -224,7 +233,9 @@ def main():
         ["config", "minilstm numba", "minilstm numba, 1 shard", "minilstm numpy", "PyTorch (best mode)",
          "PyTorch / minilstm", "minilstm chars/s", "minilstm GFLOP/s", "PyTorch GFLOP/s", "minilstm peak MB", "PyTorch peak MB"],
         step_rows))
-    print("\nGFLOP/s counts 2 FLOPs per multiply-add of the products PyTorch performs (see "
+    print(f"\nEach contender ran {args.passes} rounds of back-to-back calls (at least {args.repeats} calls "
+          f"and {args.burst:g} s a round, after a pause and one untimed call); the median call is shown. "
+          "GFLOP/s counts 2 FLOPs per multiply-add of the products PyTorch performs (see "
           "`char_lm_flops`); peak MB is resident memory added by two training steps in a fresh process. "
           f"minilstm numba cuts the batch into shards, one thread each (`minilstm.parallel`; here "
           f"up to {minilstm.parallel.available_threads()} shards of at least "

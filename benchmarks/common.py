@@ -53,19 +53,27 @@ def timed(fn, repeats: int) -> list:
     return times
 
 
-def alternate(contenders: dict, passes: int, repeats: int, warmup: int = 1) -> dict:
-    """Run the contenders A B C A B C ... (``passes`` rounds of ``repeats`` calls each, with a
-    settling pause between contenders) so slow drifts of a shared machine hit all of them alike.
+def alternate(contenders: dict, passes: int, repeats: int, warmup: int = 1, min_seconds: float = 0.0) -> dict:
+    """Run the contenders A B C A B C ... (``passes`` rounds, with a settling pause between
+    contenders) so slow drifts of a shared machine hit all of them alike. Each round times
+    ``repeats`` calls, and more until the timed calls add up to ``min_seconds``.
     After each pause ``warmup`` calls run untimed: the first call wakes the contender's sleeping
     threads and reloads the caches the others evicted (B=50 T=50 H=64 L=1, five passes of three
     calls: minilstm 8.1-8.8 ms and PyTorch 8.1-9.6 ms counting that call, 6.9-7.7 ms and
-    6.9-7.7 ms without it). Returns {name: [seconds, ...]}; take the median."""
+    6.9-7.7 ms without it). One warm-up call is not the whole of it: calls of a few milliseconds
+    keep getting faster for a while after a pause, so ``min_seconds`` measures the steady state
+    that a training loop, which runs its steps back to back, lives in (B=50 T=50 H=64 L=1, four
+    passes: 2 calls a round gave minilstm 7.7 ms and PyTorch 7.4 ms, 10 calls 5.4 and 6.8 ms).
+    Returns {name: [seconds, ...]}; take the median."""
     results = {name: [] for name in contenders}
     for _ in range(passes):
         for name, fn in contenders.items():
             time.sleep(SETTLE_SECONDS)
             timed(fn, warmup)
-            results[name].extend(timed(fn, repeats))
+            times = timed(fn, repeats)
+            while sum(times) < min_seconds:
+                times += timed(fn, 1)
+            results[name].extend(times)
     return results
 
 
