@@ -8,12 +8,11 @@ step) with elementwise passes in between. With BLAS threading each product, the 
 a barrier once per product and the elementwise passes run on one core while the others wait.
 The sequences of a batch are independent until the gradients are summed, so a shard of B/n
 sequences per core runs the whole step with single-threaded BLAS and no barrier at all; the
-threads meet twice per step. Measured on 2 cores, training steps against one shard: in
-``benchmarks/bench_kernels.py`` (contenders alternated in one process) 1.3-1.7x faster from
-B=50 H=128 L=2 upwards and at every H >= 256, 1.04x at H=128 L=1, but 0.7-0.9x at H=64 with
-one or two layers (steps of a few milliseconds, where handing the shards over costs); in
-separate processes, alternated, H=64 with one and two layers was 1.5x faster; at the
-Shakespeare example's default (E=64, H=512, B=64) 6 % more steps in 50 seconds.
+threads meet once per training step (``forward_backward``). Measured on 2 cores, training steps
+against one shard, in ``benchmarks/bench_kernels.py`` (contenders alternated in one process,
+each timed back to back): 1.23-1.95x faster at every configuration of its grid, B=50 H=64 L=1
+included (3.5 ms against 5.3 ms); at the Shakespeare example's default (E=64, H=512, B=64) 6 %
+more steps in 50 seconds (measured when forward and backward were still two hand-overs).
 
 How. Every shard is a *replica* of the model (``LanguageModel.replica``): the same parameter
 values (read only during forward and backward, never copied), its own gradient buffer, tape
