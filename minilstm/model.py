@@ -210,16 +210,16 @@ class LanguageModel:
         return [(np.zeros((batch_size, H), self.dtype), np.zeros((batch_size, H), self.dtype))
                 for H in self.config.hidden_sizes]
 
-    def _check_state(self, state, B):
+    def _check_state(self, state, B, where):
         if state is None:
             return self.initial_state(B)
         if len(state) != self.config.num_layers:
-            raise ValueError(f"LanguageModel.forward: state has {len(state)} layers, expected "
+            raise ValueError(f"{where}: state has {len(state)} layers, expected "
                              f"{self.config.num_layers} (one (h, c) pair per layer)")
         for layer, ((h, c), H) in enumerate(zip(state, self.config.hidden_sizes)):
             for name, a in (("h", h), ("c", c)):
                 if np.shape(a) != (B, H):
-                    raise ValueError(f"LanguageModel.forward: state[{layer}].{name} has shape "
+                    raise ValueError(f"{where}: state[{layer}].{name} has shape "
                                      f"{np.shape(a)}, expected (B, H) = ({B}, {H})")
         return state
 
@@ -228,16 +228,15 @@ class LanguageModel:
             self.config.vocab_size < T * B and (self.config.embedding_dropout == 0 or not self.training))
 
     # ------------------------------------------------------------------ forward
-    def _checked_batch(self, ids, state):
+    def _checked_batch(self, where, ids, state):
         """ids as a (B, T) id array, the state checked (zeros for None), and the shard count."""
-        ids = id_array("LanguageModel.forward", "ids", ids, self.config.vocab_size,
-                       dims=[("B", None), ("T", None)])
-        return ids, self._check_state(state, ids.shape[0]), parallel.shard_count(self, ids.shape[0])
+        ids = id_array(where, "ids", ids, self.config.vocab_size, dims=[("B", None), ("T", None)])
+        return ids, self._check_state(state, ids.shape[0], where), parallel.shard_count(self, ids.shape[0])
 
     def forward(self, ids, targets=None, state=None, ignore_index=core.IGNORE_INDEX):
         cfg, P = self.config, self.params
         where = "LanguageModel.forward"
-        ids, state, shards = self._checked_batch(ids, state)
+        ids, state, shards = self._checked_batch(where, ids, state)
         B, T = ids.shape
         if shards > 1:                                  # the batch in shards, one thread each
             return parallel.forward(self, ids, targets, state, shards, ignore_index)
@@ -313,7 +312,7 @@ class LanguageModel:
             raise RuntimeError("LanguageModel.forward_backward: the model is in eval mode; call train() first")
         if targets is None:
             raise ValueError("LanguageModel.forward_backward: targets is None, expected (B, T) target ids")
-        ids, checked_state, shards = self._checked_batch(ids, state)
+        ids, checked_state, shards = self._checked_batch("LanguageModel.forward_backward", ids, state)
         if shards > 1:
             _, loss, new_state = parallel.forward(self, ids, targets, checked_state, shards, ignore_index,
                                                   backward=True)

@@ -211,7 +211,7 @@ def forward(model, ids, targets, state, shards: int, ignore_index, backward=Fals
     bounds = _bounds(B, shards)
     if backward:          # the weights are needed before the shards' forwards have counted
         shard_weights = _loss_weights([int(np.count_nonzero(targets[lo:hi] != ignore_index))
-                                 for lo, hi in bounds])
+                                       for lo, hi in bounds])
     replicas = _replicas(model, shards)
     cfg = model.config
     if model.training and (cfg.dropout or cfg.embedding_dropout or cfg.head_dropout):
@@ -248,6 +248,7 @@ def forward(model, ids, targets, state, shards: int, ignore_index, backward=Fals
 
 
 def _sum_gradients(model, replicas) -> None:
+    """model's gradient += every replica's (already weighted) gradient."""
     for replica in replicas:
         model.params.grad += replica.params.grad
 

@@ -102,11 +102,19 @@ def test_forward_backward_is_forward_then_backward(shards):
         np.testing.assert_array_equal(c2, c)
 
 
-def test_forward_backward_refuses_eval_mode_and_missing_targets():
+def test_forward_backward_refuses_eval_mode_missing_targets_and_bad_input():
     config, ids, targets, state = model_and_batch()
     model = LanguageModel(config)
     with pytest.raises(ValueError, match="forward_backward: targets is None, expected"):
         model.forward_backward(ids, None)
+    bad_ids = ids.copy()
+    bad_ids[3, 2] = V
+    with pytest.raises(IndexError, match=rf"LanguageModel.forward_backward: ids contains id {V} at \(3, 2\)"):
+        model.forward_backward(bad_ids, targets)
+    with pytest.raises(ValueError, match=r"LanguageModel.forward_backward: state\[1\].c has shape \(24, 5\), "
+                                         r"expected \(B, H\) = \(24, 6\)"):
+        model.forward_backward(ids, targets, [state[0], (state[1][0], state[1][1][:, :5])])
+    assert not model.params.grad.any()         # refused before any gradient was added
     model.eval()
     with pytest.raises(RuntimeError, match="forward_backward: the model is in eval mode"):
         model.forward_backward(ids, targets)
