@@ -234,12 +234,15 @@ class LanguageModel:
         return ids, self._check_state(state, ids.shape[0], where), parallel.shard_count(self, ids.shape[0])
 
     def forward(self, ids, targets=None, state=None, ignore_index=core.IGNORE_INDEX):
-        cfg, P = self.config, self.params
-        where = "LanguageModel.forward"
-        ids, state, shards = self._checked_batch(where, ids, state)
-        B, T = ids.shape
+        ids, state, shards = self._checked_batch("LanguageModel.forward", ids, state)
         if shards > 1:                                  # the batch in shards, one thread each
             return parallel.forward(self, ids, targets, state, shards, ignore_index)
+        return self._forward("LanguageModel.forward", ids, targets, state, ignore_index)
+
+    def _forward(self, where, ids, targets, state, ignore_index):
+        """``forward`` of a checked batch on this thread."""
+        cfg, P = self.config, self.params
+        B, T = ids.shape
         train, rng = self.training, self.dropout_rng
         tape = SimpleNamespace(ids=np.ascontiguousarray(ids.T), B=B, T=T, layers=[], dlogits=None)
         tape.fold = self._folds_embedding(T, B)
@@ -312,12 +315,12 @@ class LanguageModel:
             raise RuntimeError("LanguageModel.forward_backward: the model is in eval mode; call train() first")
         if targets is None:
             raise ValueError("LanguageModel.forward_backward: targets is None, expected (B, T) target ids")
-        ids, checked_state, shards = self._checked_batch("LanguageModel.forward_backward", ids, state)
+        where = "LanguageModel.forward_backward"
+        ids, state, shards = self._checked_batch(where, ids, state)
         if shards > 1:
-            _, loss, new_state = parallel.forward(self, ids, targets, checked_state, shards, ignore_index,
-                                                  backward=True)
+            _, loss, new_state = parallel.forward(self, ids, targets, state, shards, ignore_index, backward=True)
         else:
-            _, loss, new_state = self.forward(ids, targets, state, ignore_index)
+            _, loss, new_state = self._forward(where, ids, targets, state, ignore_index)
             self.backward()
         return loss, new_state
 

@@ -206,8 +206,8 @@ def forward(model, ids, targets, state, shards: int, ignore_index, backward=Fals
     if targets is not None:
         targets = np.asarray(targets)
         if targets.shape != ids.shape:
-            raise ValueError(f"LanguageModel.forward: targets has shape {targets.shape}, "
-                             f"expected (B, T) = {ids.shape}")
+            where = "LanguageModel.forward_backward" if backward else "LanguageModel.forward"
+            raise ValueError(f"{where}: targets has shape {targets.shape}, expected (B, T) = {ids.shape}")
     bounds = _bounds(B, shards)
     if backward:          # the weights are needed before the shards' forwards have counted
         shard_weights = _loss_weights([int(np.count_nonzero(targets[lo:hi] != ignore_index))

@@ -114,6 +114,11 @@ def test_forward_backward_refuses_eval_mode_missing_targets_and_bad_input():
     with pytest.raises(ValueError, match=r"LanguageModel.forward_backward: state\[1\].c has shape \(24, 5\), "
                                          r"expected \(B, H\) = \(24, 6\)"):
         model.forward_backward(ids, targets, [state[0], (state[1][0], state[1][1][:, :5])])
+    for threads in (1, 2):                     # unsharded, and sharded
+        model.threads = threads
+        with pytest.raises(ValueError, match=r"LanguageModel.forward_backward: targets has shape \(24, 5\), "
+                                             r"expected \(B, T\) = \(24, 6\)"):
+            model.forward_backward(ids, targets[:, :5])
     assert not model.params.grad.any()         # refused before any gradient was added
     model.eval()
     with pytest.raises(RuntimeError, match="forward_backward: the model is in eval mode"):
