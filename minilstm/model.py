@@ -144,6 +144,7 @@ class LanguageModel:
         self._tape = None
         self.tokens_in_loss = 0     # targets counted by the last forward's loss
         self._threads = None        # batch shards side by side (minilstm.parallel); None: automatic
+        self._team = None           # set on a shard's replica while its team shares LSTM layers
         if init:
             self.initialize(np.random.default_rng(config.seed))
 
@@ -185,6 +186,7 @@ class LanguageModel:
         other.dropout_rng = np.random.default_rng(0)   # reseeded from ours at each sharded step
         other._tape = None
         other._shard_replicas = None
+        other._shard_team = None
         other._threads = 1
         return other
 
@@ -261,10 +263,11 @@ class LanguageModel:
         new_state = []
         for layer in range(cfg.num_layers):
             Wh, b = P[f"lstm{layer}.Wh"], P[f"lstm{layer}.b"]
+            team = parallel.layer_team(self, layer)     # shards sharing this layer's time loop
             if layer == 0:
-                h, final, cache = core.lstm_recurrence_forward(xw, *state[0], Wh, b, ids=rows)
+                h, final, cache = core.lstm_recurrence_forward(xw, *state[0], Wh, b, ids=rows, team=team)
             else:
-                h, final, cache = core.lstm_forward(h, *state[layer], P[f"lstm{layer}.Wx"], Wh, b)
+                h, final, cache = core.lstm_forward(h, *state[layer], P[f"lstm{layer}.Wx"], Wh, b, team=team)
             h, mask = core.dropout_forward(h, cfg.dropout, rng, train)
             tape.layers.append((cache, mask))
             new_state.append(final)

@@ -32,6 +32,13 @@ shard draws from a generator seeded from the model's, one draw per step, so a ru
 reproducible and resumable for a given thread count). Batch norm normalises a training batch
 with its own statistics, so a model with it is not sharded in training (it is in inference).
 
+Teams. A shard of a few dozen sequences makes each per-step product of a wide LSTM layer thin,
+and BLAS runs thin products well below its peak. Where the table at ``TEAM_MIN_H`` shows it
+pays (wide layers, thin shards), the shards' threads run such a layer's time loops together,
+as a team (``core.lstm_team``): every thread computes its block of hidden units for the whole
+batch, and the threads meet once per time step. Each shard still brings its own rows and gets
+its own rows back, so nothing else changes, the gradients included (the same up to rounding).
+
 How many shards: ``model.threads`` None (the default) means one per core this process may use
 (or ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` when set lower), on the numba backend, on Linux
 with OpenBLAS (whose per-thread control keeps the cores from being oversubscribed; elsewhere
@@ -39,6 +46,7 @@ one shard); an int caps it. Either way each shard gets at least ``MIN_SHARD_ROWS
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -50,11 +58,28 @@ import numpy as np
 
 from . import core
 
+# When the shards' threads run an LSTM layer's time loop as a team (``core.lstm_team``: each
+# thread computes its block of hidden units for the whole batch) instead of each shard alone:
+# layers at least TEAM_MIN_H wide, with at most TEAM_MAX_ROWS sequences per shard. Measured on
+# 2 cores (training steps, the two alternated in one process, 4 rounds, median), shard time /
+# team time by H and sequences per shard:
+#              16 rows   25 rows   32 rows   50 rows   64 rows
+#     H=256              0.93x
+#     H=384              1.05x
+#     H=512    1.07x     1.05-1.10x 0.97-1.01x 1.00x   0.92x
+#     H=768              1.17x
+#     H=1024             1.22x     1.14x     0.92x     1.01x
+# A thin shard's per-step product runs well below BLAS's peak, and a team's products are wider;
+# with wider shards that gain is gone and the team's copies and waits remain.
+TEAM_MIN_H = 512
+TEAM_MAX_ROWS = 32
+
 # Fewer rows than this per shard leave the per-step products thin. Measured with 8 per shard
 # (B=16, H=128, L=2, processes alternated): 14.2-14.5 ms per step against 18.2-22.4 unsharded.
 MIN_SHARD_ROWS = 8
 
 _lock = threading.Lock()
+_team_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _blas: list | None = None      # OpenBLAS libraries with per-thread control; [] when unusable
@@ -157,8 +182,34 @@ def _replicas(model, n: int) -> list:
     return cached
 
 
+def _team(model, n: int):
+    """The ``core.Team`` of n members with which ``model``'s shards share wide LSTM layers; kept
+    from step to step (its arrays are reused), new after a failed step. Its step starts now."""
+    team = getattr(model, "_shard_team", None)
+    if team is None or team.members != n or team.broken:
+        team = model._shard_team = core.Team(n)
+    team.start()
+    return team
+
+
 def _bounds(B: int, n: int) -> list:
     return [(s * B // n, (s + 1) * B // n) for s in range(n)]
+
+
+def layer_team(model, layer: int):
+    """The ``core.TeamMember`` with which ``model`` (a shard's replica) runs LSTM layer ``layer``,
+    or None: the layer's shard runs alone (not in a sharded step, or the layer is too narrow)."""
+    if getattr(model, "_team", None) is None or model.config.hidden_sizes[layer] < TEAM_MIN_H:
+        return None
+    return model._team
+
+
+def _first_error(errors):
+    """The error to re-raise from the shards': the first that is not a team member giving up
+    because another member failed (that one's error says what went wrong)."""
+    errors = [error for error in errors if error is not None]
+    real = [error for error in errors if not isinstance(error, core.TeamAborted)]
+    return (real or errors or [None])[0]
 
 
 def _in_threads(run, n: int) -> list:
@@ -168,17 +219,33 @@ def _in_threads(run, n: int) -> list:
     (Running shard 0 here instead, with this thread's BLAS set to one thread for the while,
     was measured: putting the setting back woke OpenBLAS's own pool, whose thread then spun on
     one of the two cores in about half the runs and doubled the step time.)"""
-    futures = [_executor(n).submit(run, s) for s in range(n)]
-    wait(futures)                # every shard is done with the buffers before we go on
+    with _team_lock:             # a team's threads must all run at once: one team at a time
+        futures = [_executor(n).submit(run, s) for s in range(n)]
+        wait(futures)            # every shard is done with the buffers before we go on
+    error = _first_error([future.exception() for future in futures])
+    if error is not None:
+        raise error
     return [future.result() for future in futures]
+
+
+@contextlib.contextmanager
+def _team_member(team):
+    """A shard's work as a member of ``team`` (or None): if it fails, the team is aborted so that
+    the other members stop waiting for it."""
+    try:
+        yield
+    except BaseException:
+        if team is not None:
+            team.abort()
+        raise
 
 
 class ShardedTape:
     """What ``LanguageModel.backward`` needs after a sharded forward: the replicas (each holding
     its own tape) and each shard's weight n_s / N in the mean loss."""
 
-    def __init__(self, replicas, bounds, weights):
-        self.replicas, self.bounds, self.weights = replicas, bounds, weights
+    def __init__(self, replicas, bounds, weights, team=None):
+        self.replicas, self.bounds, self.weights, self.team = replicas, bounds, weights, team
         self.dlogits = True        # a training forward with targets: backward may run
 
 
@@ -218,14 +285,23 @@ def forward(model, ids, targets, state, shards: int, ignore_index, backward=Fals
         for replica, seed in zip(replicas, model.dropout_rng.integers(0, 2**63, size=shards)):
             replica.dropout_rng = np.random.default_rng(seed)
 
+    wide = max(cfg.hidden_sizes) >= TEAM_MIN_H and -(-B // shards) <= TEAM_MAX_ROWS
+    team = _team(model, shards) if wide else None
+
     def run(s):
         lo, hi = bounds[s]
         replica = replicas[s]
         replica.training = model.training
+        replica._team = None if team is None else core.TeamMember(team, s)
         part = None if state is None else [(h[lo:hi], c[lo:hi]) for h, c in state]
-        result = replica.forward(ids[lo:hi], None if targets is None else targets[lo:hi], part, ignore_index)
-        if backward:
-            _shard_backward(replica, shard_weights[s])
+        with _team_member(team):
+            try:
+                result = replica.forward(ids[lo:hi], None if targets is None else targets[lo:hi], part,
+                                         ignore_index)
+            finally:
+                replica._team = None
+            if backward:
+                _shard_backward(replica, shard_weights[s])
         return result
 
     results = _in_threads(run, shards)
@@ -241,7 +317,7 @@ def forward(model, ids, targets, state, shards: int, ignore_index, backward=Fals
         _sum_gradients(model, replicas)
         model._tape = None
         return None, loss, new_state
-    model._tape = ShardedTape(replicas, bounds, weights)
+    model._tape = ShardedTape(replicas, bounds, weights, team)
     if targets is None or not model.training:
         model._tape.dlogits = None
     return np.concatenate([result[0] for result in results]), loss, new_state
@@ -257,7 +333,12 @@ def backward(model) -> None:
     """``LanguageModel.backward`` after a sharded forward: each replica's backward on its own
     thread, then ``params.grad += sum_s (n_s / N) * (replica s's gradient)``."""
     tape = model._tape
-    _in_threads(lambda s: _shard_backward(tape.replicas[s], tape.weights[s]), len(tape.replicas))
+
+    def run(s):
+        with _team_member(tape.team):
+            _shard_backward(tape.replicas[s], tape.weights[s])
+
+    _in_threads(run, len(tape.replicas))
     _sum_gradients(model, tape.replicas)
     model._tape = None
 

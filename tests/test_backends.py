@@ -141,8 +141,12 @@ def test_add_transposed_loop_variant(B):
     rng = np.random.default_rng(B)
     table = rng.normal(size=(5, 6)).astype(np.float32)
     bT = rng.normal(size=(6, B)).astype(np.float32)
+
+    def loops(a, rows, bT, out):                    # the loop source, uncompiled
+        lstm_cell.add_transposed_blocks_loops(a, rows, 0, 0, 1, bT, out)
+
     for rows in (rng.integers(0, 5, size=B), np.arange(B) % 5):
-        for fn in (lstm_cell.add_transposed_loops, lstm_cell.add_transposed.jitted):
+        for fn in (lstm_cell.add_transposed.py, loops, lstm_cell.add_transposed.jitted):
             out = np.full((B, 6), np.nan, np.float32)
             fn(table, rows, bT, out)
             assert np.array_equal(out, table[rows] + bT.T)

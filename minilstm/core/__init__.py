@@ -14,6 +14,7 @@ from .linear import linear_backward, linear_forward
 from .loss import IGNORE_INDEX, cross_entropy_per_token, softmax_cross_entropy
 from .lstm import (GATE_ORDER, LSTMCache, lstm_backward, lstm_forward, lstm_recurrence_backward,
                    lstm_recurrence_forward, reorder_gates)
+from .team import Team, TeamAborted, TeamMember
 from .norm import batch_norm_backward, batch_norm_forward, layer_norm_backward, layer_norm_forward
 from .optim import (adam_update, clip_grad_norm, clip_grad_value, grad_norm, rmsprop_update,
                     sgd_update)
@@ -28,6 +29,7 @@ __all__ = [
     "IGNORE_INDEX", "cross_entropy_per_token", "softmax_cross_entropy",
     "GATE_ORDER", "LSTMCache", "lstm_backward", "lstm_forward", "lstm_recurrence_backward",
     "lstm_recurrence_forward", "reorder_gates",
+    "Team", "TeamAborted", "TeamMember",
     "batch_norm_backward", "batch_norm_forward", "layer_norm_backward", "layer_norm_forward",
     "adam_update", "clip_grad_norm", "clip_grad_value", "grad_norm", "rmsprop_update",
     "sgd_update",

@@ -42,7 +42,10 @@ import contextlib
 import functools
 import hashlib
 import os
+import platform
+import sys
 import threading
+import time
 import types
 from pathlib import Path
 
@@ -144,6 +147,80 @@ def prange(*args):
 FAST_THREADING_LAYERS = ("omp", "tbb")
 
 
+# Cross-thread signalling for kernels that run as a team of threads (``lstm_team.py``). In the
+# numpy build these are plain Python; the numba build maps them to the LLVM intrinsics below.
+# A busy wait this long (about 0.1 ms) before a waiting thread starts yielding its core: the
+# partner is then most likely descheduled, and spinning would only keep it off the core.
+SPIN_BEFORE_YIELD = 1 << 12
+
+
+def atomic_load(flags, index):
+    """flags[index] (an int64 array), read with *acquire* ordering in the numba build: what the
+    thread that stored it wrote before its release store is visible after this load."""
+    return flags[index]
+
+
+def atomic_store(flags, index, value):
+    """flags[index] <- value, a *release* store in the numba build (see :func:`atomic_load`)."""
+    flags[index] = value
+
+
+def spin_pause(spins):
+    """One round of a busy wait: a CPU pause hint; after ``SPIN_BEFORE_YIELD`` rounds, give the
+    core away (sched_yield). The numpy build always yields (it holds the GIL otherwise)."""
+    time.sleep(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _intrinsics() -> dict:
+    """Numba builds of atomic_load, atomic_store and spin_pause (built on first use)."""
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.core.extending import intrinsic
+
+    def element_pointer(context, builder, array_type, array, index):
+        data = context.make_array(array_type)(context, builder, array)
+        return cgutils.get_item_pointer(context, builder, array_type, data, [index])
+
+    @intrinsic
+    def load_acquire(typingctx, flags, index):
+        def codegen(context, builder, sig, args):
+            pointer = element_pointer(context, builder, sig.args[0], args[0], args[1])
+            return builder.load_atomic(pointer, "acquire", 8)
+        return types.int64(flags, index), codegen
+
+    @intrinsic
+    def store_release(typingctx, flags, index, value):
+        def codegen(context, builder, sig, args):
+            pointer = element_pointer(context, builder, sig.args[0], args[0], args[1])
+            value = context.cast(builder, args[2], sig.args[2], types.int64)
+            builder.store_atomic(value, pointer, "release", 8)
+            return context.get_dummy_value()
+        return types.void(flags, index, value), codegen
+
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+    linux = sys.platform.startswith("linux")
+
+    @intrinsic
+    def pause(typingctx, spins):
+        def codegen(context, builder, sig, args):
+            module = builder.module
+            if x86:
+                hint = cgutils.get_or_insert_function(module, ir.FunctionType(ir.VoidType(), []),
+                                                      "llvm.x86.sse2.pause")
+                builder.call(hint, [])
+            if linux:     # spins >= SPIN_BEFORE_YIELD: sched_yield()
+                long_wait = builder.icmp_signed(">=", args[0], ir.Constant(args[0].type, SPIN_BEFORE_YIELD))
+                with builder.if_then(long_wait, likely=False):
+                    yield_ = cgutils.get_or_insert_function(module, ir.FunctionType(ir.IntType(32), []),
+                                                            "sched_yield")
+                    builder.call(yield_, [])
+            return context.get_dummy_value()
+        return types.void(spins), codegen
+
+    return {"atomic_load": load_acquire, "atomic_store": store_release, "spin_pause": pause}
+
+
 def threading_layer() -> str:
     """Numba's threading layer ("omp", "tbb" or "workqueue"; starts its threads), "" on numpy."""
     if _State.backend != "numba":
@@ -243,11 +320,16 @@ def _with_jitted_helpers(fn):
             namespace[name] = value.jitted
         elif value is prange:
             namespace[name] = _numba.prange
+        elif any(value is f for f in _SIGNALLING):
+            namespace[name] = _intrinsics()[value.__name__]
     copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
     copy.__qualname__ = fn.__qualname__
     copy.__module__ = fn.__module__
     copy.__doc__ = fn.__doc__
     return copy
+
+
+_SIGNALLING = (atomic_load, atomic_store, spin_pause)
 
 
 def kernel(fn=None, *, parallel=False):

@@ -38,7 +38,7 @@ import numpy as np
 from ._check import float_array, gradient_buffer, id_array
 from ._jit import kernel
 from .lstm_cell import add_rows, add_transposed, cell_backward, cell_forward
-from .linear import add_column_sums, linear_backward, linear_forward
+from .linear import _linear_forward, add_column_sums, linear_backward, linear_forward
 
 GATE_ORDER = "ifog"
 
@@ -55,6 +55,7 @@ class LSTMCache(NamedTuple):
     b: np.ndarray       # (4H,)
     x: np.ndarray | None = None   # (T, B, D) input, for lstm_backward's input projection
     Wx: np.ndarray | None = None  # (D, 4H)
+    team: object = None           # for a layer run by a team of threads: what its backward shares
 
 
 # ----------------------------------------------------------------------------- drivers
@@ -161,18 +162,28 @@ def _recurrence_backward(dh, dhT, dcT, gates, c, tanh_c, h, h0, c0, Wh, transpos
             np.dot(Wh, dgates[t].T, dh_back)
         else:
             np.dot(dgates[t], WhT, dh_back)
-    # a_t = ... + h_{t-1} @ Wh  ->  dWh += sum_t h_{t-1}^T @ da_t, as two products over all steps
-    dWh += np.dot(h0.T, dgates[0])
-    if T > 1:
-        dWh += np.dot(h[:T - 1].reshape((T - 1) * B, H).T, dgates[1:].reshape((T - 1) * B, 4 * H))
-    add_column_sums(dgates.reshape(T * B, 4 * H), db)   # a_t = ... + b  ->  db += sum_t,n da_t
+    weight_gradients(h0, h, dgates, dWh, db)
     dh0 = np.ascontiguousarray(dh_back.T) if transposed else dh_back
     return dh0, dc_next
 
 
+@kernel
+def weight_gradients(h0, h, dgates, dWh, db):
+    """dWh += sum_t h_{t-1}^T @ dgates_t and db += sum_t,n dgates_t, after the time loop.
+
+    a_t = ... + h_{t-1} @ Wh  ->  dWh += sum_t h_{t-1}^T @ da_t, as two products over all steps;
+    a_t = ... + b             ->  db += sum_t,n da_t.
+    """
+    T, B, H = h.shape
+    dWh += np.dot(h0.T, dgates[0])
+    if T > 1:
+        dWh += np.dot(h[:T - 1].reshape((T - 1) * B, H).T, dgates[1:].reshape((T - 1) * B, 4 * H))
+    add_column_sums(dgates.reshape(T * B, 4 * H), db)
+
+
 # ----------------------------------------------------------------------------- public API
 
-def lstm_recurrence_forward(xw, h0, c0, Wh, b, ids=None):
+def lstm_recurrence_forward(xw, h0, c0, Wh, b, ids=None, team=None):
     """The LSTM recurrence given the input projection ``xw = x @ Wx`` (T, B, 4H) and bias b.
 
     Lets a caller supply the projection some cheaper way: an embedding lookup followed by Wx
@@ -181,6 +192,9 @@ def lstm_recurrence_forward(xw, h0, c0, Wh, b, ids=None):
     rows ``xw[ids[t]]`` straight from the table, which stays in cache, instead of a (T, B, 4H)
     copy being gathered first (saves 4*T*B*H floats of memory and traffic).
     Returns ``h`` (T, B, H), ``(hT, cT)`` and an :class:`LSTMCache`.
+
+    ``team`` (a ``lstm_team.TeamMember``): this call is one member's rows of a batch whose time
+    loop a team of threads shares (see ``lstm_team.py``); the result is the same up to rounding.
     """
     where = "lstm_recurrence_forward"
     Wh = float_array(where, "Wh", Wh, [("H", None), ("4H", None)])
@@ -199,6 +213,10 @@ def lstm_recurrence_forward(xw, h0, c0, Wh, b, ids=None):
     h0 = float_array(where, "h0", h0, [("B", B), ("H", H)], Wh.dtype)
     c0 = float_array(where, "c0", c0, [("B", B), ("H", H)], Wh.dtype)
     b = float_array(where, "b", b, [("4H", 4 * H)], Wh.dtype)
+    if team is not None and T:
+        def copy(rows):
+            rows[:] = xw
+        return team_forward(team, xw.shape[0], copy, ids, h0, c0, Wh, b)
     gates = np.empty((T, B, 4 * H), dtype=Wh.dtype)
     c, tanh_c, h = (np.empty((T, B, H), dtype=Wh.dtype) for _ in range(3))
     if T:
@@ -227,6 +245,8 @@ def lstm_recurrence_backward(dh, dhT, dcT, cache: LSTMCache, dWh, db):
     dcT = np.zeros((B, H), dtype) if dcT is None else float_array(where, "dcT", dcT, state_dims, dtype)
     dWh = gradient_buffer(where, "dWh", dWh, cache.Wh.shape, dtype)
     db = gradient_buffer(where, "db", db, cache.b.shape, dtype)
+    if cache.team is not None and T:
+        return team_backward(cache, dh, dhT, dcT, dWh, db)
     dxw = np.empty((T, B, 4 * H), dtype=dtype)
     if not T:
         return dxw, dhT.copy(), dcT.copy()
@@ -235,12 +255,13 @@ def lstm_recurrence_backward(dh, dhT, dcT, cache: LSTMCache, dWh, db):
     return dxw, dh0, dc0
 
 
-def lstm_forward(x, h0, c0, Wx, Wh, b):
+def lstm_forward(x, h0, c0, Wx, Wh, b, team=None):
     """One LSTM layer over a whole sequence.
 
     Shapes: x (T, B, D), h0 and c0 (B, H), Wx (D, 4H), Wh (H, 4H), b (4H,).
     Returns ``h`` (T, B, H) — every hidden state —, the final state ``(hT, cT)`` and the cache
     for :func:`lstm_backward`. Memory: the cache holds 7*T*B*H floats and references ``x``.
+    ``team``: as in :func:`lstm_recurrence_forward`.
     """
     where = "lstm_forward"
     x = float_array(where, "x", x, [("T", None), ("B", None), ("D", None)])
@@ -248,6 +269,15 @@ def lstm_forward(x, h0, c0, Wx, Wh, b):
     Wh = float_array(where, "Wh", Wh, [("H", None), ("4H", None)], x.dtype)
     H = Wh.shape[0]
     Wx = float_array(where, "Wx", Wx, [("D", D), ("4H", 4 * H)], x.dtype)
+    if team is not None and T:   # the projection straight into this member's rows of the team's
+        ids = np.arange(T * B, dtype=np.int64).reshape(T, B)
+        def project(rows):
+            _linear_forward(x.reshape(T * B, D), Wx, None, False, rows)
+        h0 = float_array(where, "h0", h0, [("B", B), ("H", H)], x.dtype)
+        c0 = float_array(where, "c0", c0, [("B", B), ("H", H)], x.dtype)
+        b = float_array(where, "b", b, [("4H", 4 * H)], x.dtype)
+        h, state, cache = team_forward(team, T * B, project, ids, h0, c0, Wh, b)
+        return h, state, cache._replace(x=x, Wx=Wx)
     xw = linear_forward(x.reshape(T * B, D), Wx).reshape(T, B, 4 * H)   # all steps at once
     h, state, cache = lstm_recurrence_forward(xw, h0, c0, Wh, b)
     return h, state, cache._replace(x=x, Wx=Wx)
@@ -282,3 +312,6 @@ def reorder_gates(w, src: str = GATE_ORDER, dst: str = "ifgo", axis: int = -1):
         raise ValueError(f"reorder_gates: axis {axis} has size {size}, expected a multiple of 4")
     blocks = np.split(w, 4, axis=axis)
     return np.concatenate([blocks[src.index(gate)] for gate in dst], axis=axis)
+
+
+from .lstm_team import team_backward, team_forward  # noqa: E402  (it needs LSTMCache, above)
