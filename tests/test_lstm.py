@@ -267,10 +267,16 @@ def test_backward_leaves_its_inputs_unchanged(rng, product_layout, B):
 def test_transposed_copy(shape):
     from minilstm.core import lstm
     W = np.arange(shape[0] * shape[1], dtype=np.float32).reshape(shape)
-    for fn in (lstm.transposed_copy.py, lstm.transposed_copy_loops, lstm.transposed_copy):
+    for fn in (lstm.transposed_copy.py, lstm.transposed_copy):
         out = fn(W)
         assert out.flags.c_contiguous and np.array_equal(out, W.T)
         assert not np.shares_memory(out, W)
+    wide = np.arange(shape[0] * 3 * shape[1], dtype=np.float32).reshape(shape[0], 3 * shape[1])
+    view = wide[:, shape[1]:2 * shape[1]]                    # strided: a block of gate columns
+    for fn in (lstm.transpose_into.py, lstm.transpose_into_loops, lstm.transpose_into):
+        out = np.full(shape[::-1], np.nan, np.float32)
+        fn(view, out)
+        assert np.array_equal(out, view.T)
 
 
 def test_both_product_layouts_agree_and_the_default_depends_on_H(rng):

@@ -44,6 +44,7 @@ import numpy as np
 
 from ._jit import kernel
 from .lstm_cell import add_transposed_blocks, cell_backward, cell_forward, cell_row_forward
+from .lstm import LSTMCache, transpose_into, weight_gradients
 from .step import block_edges
 from .team import TeamMember, meet, reuse, row_ranges
 
@@ -133,21 +134,7 @@ def own_weights_transposed(Wh, lo, hi, out):
     """out (4w, H) <- Wh[:, own]^T: a member's gate columns of Wh (H, 4H), as rows."""
     H, w = Wh.shape[0], hi - lo
     for q in range(4):
-        out[q * w:(q + 1) * w] = Wh[:, q * H + lo:q * H + hi].T
-
-
-@own_weights_transposed.numba_variant
-def own_weights_transposed_loops(Wh, lo, hi, out):
-    # In 32 x 32 tiles, as lstm.transposed_copy_loops (an element-by-element copy of the strided
-    # reads measured several times slower)
-    H, w = Wh.shape[0], hi - lo
-    for q in range(4):
-        for i0 in range(0, H, 32):
-            for j0 in range(0, w, 32):
-                for j in range(j0, min(j0 + 32, w)):
-                    row = out[q * w + j]
-                    for i in range(i0, min(i0 + 32, H)):
-                        row[i] = Wh[i, q * H + lo + j]
+        transpose_into(Wh[:, q * H + lo:q * H + hi], out[q * w:(q + 1) * w])
 
 
 @kernel
@@ -239,7 +226,6 @@ def team_forward(member: TeamMember, input_rows: int, fill, ids, h0, c0, Wh, b):
     (a view of the joint array), (hT, cT) and an ``LSTMCache`` of views, whose ``team`` field
     lets ``lstm_recurrence_backward`` run the backward as a team too.
     """
-    from .lstm import LSTMCache
     team, index = member
     T, B_m = ids.shape
     H, dtype = Wh.shape[0], Wh.dtype
@@ -280,7 +266,6 @@ def team_backward(cache, dh, dhT, dcT, dWh, db):
     """One member's part of ``lstm.lstm_recurrence_backward`` after :func:`team_forward`:
     shares the time loop, then adds the gradients of its own rows into dWh, db (as a shard
     would) and returns its (dxw, dh0, dc0)."""
-    from .lstm import weight_gradients
     member, fwd = cache.team
     team, index = member
     T, B_m, H = dh.shape
