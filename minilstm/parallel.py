@@ -33,7 +33,7 @@ reproducible and resumable for a given thread count). Batch norm normalises a tr
 with its own statistics, so a model with it is not sharded in training (it is in inference).
 
 Teams. A shard of a few dozen sequences makes each per-step product of a wide LSTM layer thin,
-and BLAS runs thin products well below its peak. Where the table at ``TEAM_MIN_H`` shows it
+and BLAS runs thin products well below its peak. Where the measurements at ``team_pays`` show it
 pays (wide layers, thin shards), the shards' threads run such a layer's time loops together,
 as a team (``core.lstm_team``): every thread computes its block of hidden units for the whole
 batch, and the threads meet once per time step. Each shard still brings its own rows and gets
@@ -59,20 +59,25 @@ import numpy as np
 from . import core
 
 # When the shards' threads run an LSTM layer's time loop as a team (``core.lstm_team``: each
-# thread computes its block of hidden units for the whole batch) instead of each shard alone:
-# layers at least TEAM_MIN_H wide, with at most TEAM_MAX_ROWS sequences per shard. Measured on
-# 2 cores (training steps, the two alternated in one process, 4 rounds, median), shard time /
-# team time by H and sequences per shard:
-#              16 rows   25 rows   32 rows   50 rows   64 rows
+# thread computes its block of hidden units for the whole batch) instead of each shard alone.
+# Measured on 2 cores (training steps, the two alternated in one process, 4 rounds, median),
+# shard time / team time by H and sequences per shard:
+#              16 rows   25 rows    32 rows     50 rows   64 rows
 #     H=256              0.93x
 #     H=384              1.05x
-#     H=512    1.07x     1.05-1.10x 0.97-1.01x 1.00x   0.92x
+#     H=512    1.07x     1.05-1.10x 0.97-1.01x  1.00x     0.92x
 #     H=768              1.17x
-#     H=1024             1.22x     1.14x     0.92x     1.01x
-# A thin shard's per-step product runs well below BLAS's peak, and a team's products are wider;
-# with wider shards that gain is gone and the team's copies and waits remain.
+#     H=1024             1.22x      1.14x       0.92x     1.01x
+# A thin shard's per-step product runs well below BLAS's peak and a team's products are wider;
+# with wider shards that gain is gone and the team's copies and waits remain. So: layers of
+# at least TEAM_MIN_H units, shards of at most TEAM_MAX_ROWS sequences and fewer than H / 16.
 TEAM_MIN_H = 512
 TEAM_MAX_ROWS = 32
+
+
+def team_pays(H: int, rows: int) -> bool:
+    """Whether shards of ``rows`` sequences run an H-unit LSTM layer faster as a team (above)."""
+    return H >= TEAM_MIN_H and rows <= TEAM_MAX_ROWS and 16 * rows < H
 
 # Fewer rows than this per shard leave the per-step products thin. Measured with 8 per shard
 # (B=16, H=128, L=2, processes alternated): 14.2-14.5 ms per step against 18.2-22.4 unsharded.
@@ -199,9 +204,10 @@ def _bounds(B: int, n: int) -> list:
 def layer_team(model, layer: int):
     """The ``core.TeamMember`` with which ``model`` (a shard's replica) runs LSTM layer ``layer``,
     or None: the layer's shard runs alone (not in a sharded step, or the layer is too narrow)."""
-    if getattr(model, "_team", None) is None or model.config.hidden_sizes[layer] < TEAM_MIN_H:
+    team = getattr(model, "_team", None)
+    if team is None or not team_pays(model.config.hidden_sizes[layer], team.rows):
         return None
-    return model._team
+    return team
 
 
 def _first_error(errors):
@@ -285,14 +291,14 @@ def forward(model, ids, targets, state, shards: int, ignore_index, backward=Fals
         for replica, seed in zip(replicas, model.dropout_rng.integers(0, 2**63, size=shards)):
             replica.dropout_rng = np.random.default_rng(seed)
 
-    wide = max(cfg.hidden_sizes) >= TEAM_MIN_H and -(-B // shards) <= TEAM_MAX_ROWS
-    team = _team(model, shards) if wide else None
+    rows = -(-B // shards)                       # the widest shard's
+    team = _team(model, shards) if any(team_pays(H, rows) for H in cfg.hidden_sizes) else None
 
     def run(s):
         lo, hi = bounds[s]
         replica = replicas[s]
         replica.training = model.training
-        replica._team = None if team is None else core.TeamMember(team, s)
+        replica._team = None if team is None else core.TeamMember(team, s, rows)
         part = None if state is None else [(h[lo:hi], c[lo:hi]) for h, c in state]
         with _team_member(team):
             try:

@@ -182,8 +182,7 @@ def test_meet_returns_false_once_the_team_is_aborted():
 @pytest.fixture
 def teams_for_small_layers(monkeypatch):
     """Teams for every layer of the small test models (by default only wide layers get one)."""
-    monkeypatch.setattr(parallel, "TEAM_MIN_H", 1)
-    monkeypatch.setattr(parallel, "TEAM_MAX_ROWS", 10**6)
+    monkeypatch.setattr(parallel, "team_pays", lambda H, rows: True)
 
 
 def sharded_step(config, ids, targets, state, threads, steps=2):
@@ -199,7 +198,7 @@ def sharded_step(config, ids, targets, state, threads, steps=2):
 
 
 @pytest.mark.parametrize("shards", [2, 3])
-def test_a_sharded_step_with_teams_equals_one_without(teams_for_small_layers, shards):
+def test_a_sharded_step_with_teams_equals_one_without(teams_for_small_layers, monkeypatch, shards):
     config = ModelConfig(vocab_size=11, embedding_dim=5, hidden_sizes=(40, 48), dropout=0.2,
                          dtype="float64", seed=3)
     rng = np.random.default_rng(4)
@@ -209,8 +208,9 @@ def test_a_sharded_step_with_teams_equals_one_without(teams_for_small_layers, sh
     state = [(rng.standard_normal((B, H)), rng.standard_normal((B, H))) for H in config.hidden_sizes]
     model, with_teams = sharded_step(config, ids, targets, state, shards)
     assert model._shard_team is not None and model._shard_team.members == shards
-    parallel.TEAM_MIN_H = 10**9
-    _, without = sharded_step(config, ids, targets, state, shards)
+    monkeypatch.setattr(parallel, "team_pays", lambda H, rows: False)
+    model, without = sharded_step(config, ids, targets, state, shards)
+    assert getattr(model, "_shard_team", None) is None
     for (loss, grad, new_state), (loss_ref, grad_ref, state_ref) in zip(with_teams, without):
         # float64; the same operations per row, BLAS groups the products' sums its own way
         assert abs(loss - loss_ref) <= 1e-12 * abs(loss_ref)
@@ -255,10 +255,16 @@ def test_an_error_in_one_shard_of_a_team_reaches_the_caller_and_the_next_step_wo
 
 def test_which_layers_get_a_team():
     """Teams only for wide layers and thin shards (the measured policy in minilstm.parallel)."""
+    assert parallel.team_pays(512, 25) and parallel.team_pays(1024, 32) and parallel.team_pays(512, 16)
+    assert not parallel.team_pays(256, 8)            # narrow layer
+    assert not parallel.team_pays(512, 32)           # shards as wide as H / 16
+    assert not parallel.team_pays(1024, 50)          # more rows than TEAM_MAX_ROWS
     config = ModelConfig(vocab_size=11, embedding_dim=5, hidden_sizes=(16, 512), seed=3)
     model = LanguageModel(config, init=False)
     replica = model.replica()
-    replica._team = core.TeamMember(core.Team(2), 0)
+    replica._team = core.TeamMember(core.Team(2), 0, 25)
     assert parallel.layer_team(replica, 0) is None
     assert parallel.layer_team(replica, 1) is replica._team
     assert parallel.layer_team(model, 1) is None      # not a shard of a team
+    replica._team = core.TeamMember(core.Team(2), 0, 32)
+    assert parallel.layer_team(replica, 1) is None

@@ -226,7 +226,7 @@ def team_forward(member: TeamMember, input_rows: int, fill, ids, h0, c0, Wh, b):
     (a view of the joint array), (hT, cT) and an ``LSTMCache`` of views, whose ``team`` field
     lets ``lstm_recurrence_backward`` run the backward as a team too.
     """
-    team, index = member
+    team, index = member.team, member.index
     T, B_m = ids.shape
     H, dtype = Wh.shape[0], Wh.dtype
 
@@ -267,7 +267,7 @@ def team_backward(cache, dh, dhT, dcT, dWh, db):
     shares the time loop, then adds the gradients of its own rows into dWh, db (as a shard
     would) and returns its (dxw, dh0, dc0)."""
     member, fwd = cache.team
-    team, index = member
+    team, index = member.team, member.index
     T, B_m, H = dh.shape
     dtype = dh.dtype
 

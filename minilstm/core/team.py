@@ -97,9 +97,11 @@ class Team:
 
 
 class TeamMember(NamedTuple):
-    """Which team a layer runs in, and as which member."""
+    """Which team a layer runs in, and as which member; ``rows``: the most rows any member
+    brings (what decides whether a team pays, see ``minilstm.parallel``)."""
     team: Team
     index: int
+    rows: int = 0
 
 
 def reuse(kept, shapes, dtype) -> list:
