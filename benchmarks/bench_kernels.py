@@ -239,8 +239,10 @@ def main():
           "`char_lm_flops`); peak MB is resident memory added by two training steps in a fresh process. "
           f"minilstm numba cuts the batch into shards, one thread each (`minilstm.parallel`; here "
           f"up to {minilstm.parallel.available_threads()} shards of at least "
-          f"{minilstm.parallel.MIN_SHARD_ROWS} sequences); '1 shard' is the same step on the whole batch "
-          "with BLAS's threads sharing each product.\n")
+          f"{minilstm.parallel.MIN_SHARD_ROWS} sequences; where `parallel.team_pays`, at "
+          f"H >= {minilstm.parallel.TEAM_MIN_H} with thin shards, the shards' threads run each LSTM "
+          "layer's time loop together, each its block of hidden units); '1 shard' is the same step on "
+          "the whole batch with BLAS's threads sharing each product.\n")
     print("## Forward only (inference mode), median seconds\n")
     print(common.markdown_table(["config", "minilstm numba", "minilstm numba, 1 shard", "minilstm numpy",
                                  "PyTorch (best mode)", "PyTorch / minilstm"], forward_rows))
