@@ -65,7 +65,7 @@ from . import core
 #              16 rows   25 rows    32 rows     50 rows   64 rows
 #     H=256              0.93x
 #     H=384              1.05x
-#     H=512    1.07x     1.05-1.10x 0.97-1.01x  1.00x     0.92x
+#     H=512    1.07x     1.03-1.10x 0.97-1.01x  1.00x     0.92x
 #     H=768              1.17x
 #     H=1024             1.22x      1.14x       0.92x     1.01x
 # A thin shard's per-step product runs well below BLAS's peak and a team's products are wider;

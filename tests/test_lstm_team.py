@@ -268,3 +268,32 @@ def test_which_layers_get_a_team():
     assert parallel.layer_team(model, 1) is None      # not a shard of a team
     replica._team = core.TeamMember(core.Team(2), 0, 32)
     assert parallel.layer_team(replica, 1) is None
+
+
+def test_steps_and_inference_that_team_up_different_layers(monkeypatch):
+    """A team's arrays are reused by position from one step to the next; when a step teams up
+    other layers than the last one (here: inference with thinner shards), a position meets
+    arrays of another kind or shape and makes new ones. Results stay those without teams."""
+    config = ModelConfig(vocab_size=11, embedding_dim=5, hidden_sizes=(40, 48), dtype="float64", seed=3)
+    rng = np.random.default_rng(7)
+    train_ids, train_targets = rng.integers(0, 11, (26, 6)), rng.integers(0, 11, (26, 6))
+    eval_ids = rng.integers(0, 11, (16, 5))
+
+    def run(team_pays):
+        monkeypatch.setattr(parallel, "team_pays", team_pays)
+        model = LanguageModel(config)
+        model.threads = 2
+        out = []
+        for _ in range(2):
+            model.train()
+            model.zero_grad()
+            loss, _ = model.forward_backward(train_ids, train_targets)   # shards of 13: layer 1 only
+            out += [np.array(loss), model.params.grad.copy()]
+            out.append(model.eval().forward(eval_ids)[0])                 # shards of 8: both layers
+        return out
+
+    with_teams = run(lambda H, rows: rows <= 8 or H == 48)
+    without = run(lambda H, rows: False)
+    for k, (ours, theirs) in enumerate(zip(with_teams, without)):
+        # float64, the same operations per row; BLAS groups the products' sums its own way
+        assert_close(f"result {k}", ours, theirs, rtol=1e-12, atol=1e-12 * max(1.0, np.abs(theirs).max()))

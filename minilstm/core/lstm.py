@@ -218,9 +218,7 @@ def lstm_recurrence_forward(xw, h0, c0, Wh, b, ids=None, team=None):
         xw = float_array(where, "xw", xw, [("V", None), ("4H", 4 * H)], Wh.dtype)
         ids = id_array(where, "ids", ids, xw.shape[0], dims=[("T", None), ("B", None)])
         T, B = ids.shape
-    h0 = float_array(where, "h0", h0, [("B", B), ("H", H)], Wh.dtype)
-    c0 = float_array(where, "c0", c0, [("B", B), ("H", H)], Wh.dtype)
-    b = float_array(where, "b", b, [("4H", 4 * H)], Wh.dtype)
+    h0, c0, b = _state_and_bias(where, h0, c0, b, B, H, Wh.dtype)
     if team is not None and T:
         def copy(rows):
             rows[:] = xw
@@ -232,6 +230,13 @@ def lstm_recurrence_forward(xw, h0, c0, Wh, b, ids=None, team=None):
             _recurrence_forward(xw, ids, h0, c0, Wh, b, product_transposed(H), gates, c, tanh_c, h)
     hT, cT = (h[-1].copy(), c[-1].copy()) if T else (h0.copy(), c0.copy())
     return h, (hT, cT), LSTMCache(gates, c, tanh_c, h, h0, c0, Wh, b)
+
+
+def _state_and_bias(where, h0, c0, b, B, H, dtype):
+    """h0, c0 (B, H) and b (4H,), checked."""
+    return (float_array(where, "h0", h0, [("B", B), ("H", H)], dtype),
+            float_array(where, "c0", c0, [("B", B), ("H", H)], dtype),
+            float_array(where, "b", b, [("4H", 4 * H)], dtype))
 
 
 def lstm_recurrence_backward(dh, dhT, dcT, cache: LSTMCache, dWh, db):
@@ -277,13 +282,11 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, team=None):
     Wh = float_array(where, "Wh", Wh, [("H", None), ("4H", None)], x.dtype)
     H = Wh.shape[0]
     Wx = float_array(where, "Wx", Wx, [("D", D), ("4H", 4 * H)], x.dtype)
-    if team is not None and T:   # the projection straight into this member's rows of the team's
-        ids = np.arange(T * B, dtype=np.int64).reshape(T, B)
+    if team is not None and T:   # the projection straight into this member's block of the team's table
         def project(rows):
             _linear_forward(x.reshape(T * B, D), Wx, None, False, rows)
-        h0 = float_array(where, "h0", h0, [("B", B), ("H", H)], x.dtype)
-        c0 = float_array(where, "c0", c0, [("B", B), ("H", H)], x.dtype)
-        b = float_array(where, "b", b, [("4H", 4 * H)], x.dtype)
+        h0, c0, b = _state_and_bias(where, h0, c0, b, B, H, x.dtype)
+        ids = np.arange(T * B, dtype=np.int64).reshape(T, B)
         h, state, cache = team_forward(team, T * B, project, ids, h0, c0, Wh, b)
         return h, state, cache._replace(x=x, Wx=Wx)
     xw = linear_forward(x.reshape(T * B, D), Wx).reshape(T, B, 4 * H)   # all steps at once

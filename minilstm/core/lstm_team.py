@@ -235,11 +235,12 @@ def team_forward(member: TeamMember, input_rows: int, fill, ids, h0, c0, Wh, b):
         ranges = row_ranges([item[3] for item in items])
         starts = [int(s) for s in np.cumsum([0] + [item[4] for item in items])]
         B = ranges[-1][1]
-        floats = reuse(None if kept is None else (kept.gates, kept.c, kept.tanh_c, kept.h, kept.c0,
-                                                  kept.xw, kept.h0),
+        previous = kept if isinstance(kept, _Shared) else None
+        floats = reuse(None if previous is None else (previous.gates, previous.c, previous.tanh_c,
+                                                      previous.h, previous.c0, previous.xw, previous.h0),
                        [(T, B, 4 * H), (T, B, H), (T, B, H), (T, B, H), (B, H), (starts[-1], 4 * H), (B, H)],
                        dtype)
-        ids_all, = reuse(None if kept is None else [kept.ids], [(T, B)], np.dtype(np.int64))
+        ids_all, = reuse(None if previous is None else [previous.ids], [(T, B)], np.dtype(np.int64))
         return _Shared(ranges, *floats[:5], starts, floats[5], ids_all, floats[6])
 
     shared = team.exchange(index, (T, H, str(dtype), B_m, input_rows), combine)
@@ -273,7 +274,8 @@ def team_backward(cache, dh, dhT, dcT, dWh, db):
 
     def combine(items, kept):
         B = fwd.ranges[-1][1]
-        return reuse(kept, [(T, B, H), (B, H), (B, H), (T, B, 4 * H), (B, H), (B, H)], dtype)
+        previous = kept if isinstance(kept, list) else None
+        return reuse(previous, [(T, B, H), (B, H), (B, H), (T, B, 4 * H), (B, H), (B, H)], dtype)
 
     dh_all, dhT_all, dcT_all, dgates, dh0, dc0 = team.exchange(index, None, combine)
     lo_r, hi_r = fwd.ranges[index]

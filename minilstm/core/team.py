@@ -111,7 +111,7 @@ def reuse(kept, shapes, dtype) -> list:
     arrays = []
     for k, shape in enumerate(shapes):
         old = kept[k] if k < len(kept) else None
-        fits = old is not None and old.shape == tuple(shape) and old.dtype == dtype
+        fits = isinstance(old, np.ndarray) and old.shape == tuple(shape) and old.dtype == dtype
         arrays.append(old if fits else np.empty(shape, dtype))
     return arrays
 
