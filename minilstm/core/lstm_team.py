@@ -27,8 +27,9 @@ was no faster. The members meet once per step, a busy wait on shared counters (`
 
 Who does what. Each member brings its own rows (its input projection or token ids, its initial
 state, its upstream gradients) and gets its rows back; the shared (T, B, .) arrays are allocated
-once per call by :meth:`Team.exchange`. Weight gradients stay per member, over its own rows, as
-in a shard (``lstm.weight_gradients``), so a member's gradient is exactly its shard's.
+by :meth:`Team.exchange` and reused from step to step. Weight gradients stay per member, over
+its own rows, as in a shard (``lstm.weight_gradients``), so a member's gradient is exactly its
+shard's.
 
 Notes: all members must call with the same T, Wh and b, at the same time, each on its own
 thread (a member alone waits for the others). A member that fails calls :meth:`Team.abort`;
@@ -104,7 +105,10 @@ def cell_backward_units(dh, dc, lo, gates_t, c_prev, tanh_c_t, dgates_t):
 
 @cell_backward_units.numba_variant
 def cell_backward_units_loops(dh, dc, lo, gates_t, c_prev, tanh_c_t, dgates_t):
-    # cell_backward_loops on row views of the units (see cell_forward_units_loops).
+    # cell_backward_loops on row views of the units (see cell_forward_units_loops). Written out
+    # rather than shared with it through a per-row helper: both ways of sharing it that were
+    # tried (twelve views, or one row with run-time offsets) kept the compiler from vectorising
+    # the plain cell's loops, at B=25 H=128 2.3-2.8 us became 5.5-5.8 and 15.8-16.4 us.
     B, w = dh.shape
     H = c_prev.shape[1]
     hi = lo + w
