@@ -22,6 +22,7 @@ import numpy as np
 
 from .core import parallel_threads
 from .core.generate import generate, prime
+from .core.lstm_team import own_columns
 from .core.rng import seed_state
 from .core.step import (HEAD_AFFINE, HEAD_DENSE, HEAD_LAYER_NORM, HEAD_NONE, block_edges, forward_token,
                         matvec_rows)
@@ -114,12 +115,7 @@ def block_major_columns(H: int, parts: int) -> np.ndarray:
     """The column order of a layer cut into ``parts`` blocks of hidden units (``core.step.
     layer_block``): block by block, each block's gates [i, f, o, g] for its own units. Entry m
     is the model's column that becomes column m; with one block it is the identity."""
-    order = []
-    for p in range(parts):
-        lo, hi = block_edges(H, parts, p)
-        for gate in range(4):
-            order.extend(range(gate * H + lo, gate * H + hi))
-    return np.array(order, dtype=np.int64)
+    return np.concatenate([own_columns(H, *block_edges(H, parts, p)) for p in range(parts)]).astype(np.int64)
 
 
 def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MIN_WEIGHTS) -> ModelPlan:
