@@ -55,7 +55,7 @@ def matvec_columns_loops(x, W, lo, hi, y, at):
     # loads and stores of y (measured 1.7x faster at H=128 and H=512; eight rows per pass
     # measured no faster).
     # The fixed order costs no speed: the loop is bound by reading W, not by its arithmetic.
-    # One thread, float32: 89-112 GB/s of W with W in the core's own caches, 74-82 GB/s with W
+    # One thread, float32: 89-112 GB/s of W with W in the core's own caches, 73-82 GB/s with W
     # (2-4 MB) in the shared cache; fused multiply-adds (which would break the bit-identity
     # between builds) measured the same, and so did two rows per pass.
     # Loops run over views starting at column lo, indexed from 0 (a loop from a run-time lo
