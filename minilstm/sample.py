@@ -24,8 +24,8 @@ from .core import parallel_threads
 from .core.generate import generate, prime
 from .core.lstm_team import own_columns
 from .core.rng import seed_state
-from .core.step import (HEAD_AFFINE, HEAD_DENSE, HEAD_LAYER_NORM, HEAD_NONE, block_edges, forward_token,
-                        matvec_rows)
+from .core.matvec import block_edges, column_panels, matvec_rows
+from .core.step import HEAD_AFFINE, HEAD_DENSE, HEAD_LAYER_NORM, HEAD_NONE, forward_token
 from .data import UnknownSymbolError
 
 NEVER_GENERATED = ("pad", "start", "unk")     # specials a model should never emit
@@ -122,8 +122,10 @@ def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MI
     """Lay ``model`` out for the generation kernels; ``threads`` (default: ``parallel_threads()``,
     1 on numpy and on numba's slow fallback threading layer) share the steps of layers whose Wh
     has at least ``min_weights`` entries, each thread a block of hidden units, so each such layer
-    has its columns in :func:`block_major_columns` order. The text is the same whatever the
-    threads (every output sees the same operations in the same order)."""
+    has its columns in :func:`block_major_columns` order. Every matrix the kernels multiply by
+    is stored in column panels (``core.matvec``); the first layer's lookup table row-major. The
+    text is the same whatever the threads (every output sees the same operations in the same
+    order)."""
     cfg, P = model.config, model.params
     large = [H * 4 * H >= min_weights for H in cfg.hidden_sizes]   # by Wh: every layer has one
     if threads is None:    # asking numba starts its threads: only where a layer would use them
@@ -132,8 +134,10 @@ def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MI
     dtype = model.dtype
     blocks, offset = [], 0
 
-    def put(array):
+    def put(array, panels=False):
         nonlocal offset
+        if panels:
+            array = column_panels(array)
         start = offset
         blocks.append(np.ascontiguousarray(array, dtype=dtype).reshape(-1))
         offset += blocks[-1].size
@@ -152,14 +156,14 @@ def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MI
             else:
                 off_in, D = put(Wx[:, order]), cfg.vocab_size
         else:
-            off_in, D = put(P[f"lstm{layer}.Wx"][:, order]), cfg.hidden_sizes[layer - 1]
-        rows.append([H, D, off_in, put(P[f"lstm{layer}.Wh"][:, order]), put(P[f"lstm{layer}.b"][order]),
-                     state, parts])
+            off_in, D = put(P[f"lstm{layer}.Wx"][:, order], panels=True), cfg.hidden_sizes[layer - 1]
+        rows.append([H, D, off_in, put(P[f"lstm{layer}.Wh"][:, order], panels=True),
+                     put(P[f"lstm{layer}.b"][order]), state, parts])
         state += H
     kind, K, off_w, off_hb, off_scale, off_shift = HEAD_NONE, 0, 0, 0, 0, 0
     if cfg.head_hidden:
         K = cfg.head_hidden
-        off_w, off_hb = put(P["head.W"]), put(P["head.b"])
+        off_w, off_hb = put(P["head.W"], panels=True), put(P["head.b"])
         kind = HEAD_DENSE
         if cfg.head_norm == "layer":
             kind, off_scale, off_shift = HEAD_LAYER_NORM, put(P["head.norm.gamma"]), put(P["head.norm.beta"])
@@ -168,7 +172,7 @@ def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MI
             shift = P["head.norm.beta"] - model.buffers["head.norm.running_mean"] * scale
             kind, off_scale, off_shift = HEAD_AFFINE, put(scale), put(shift)
     out_W = P["embed.weight"].T if cfg.tie_weights else P["out.W"]
-    head = [kind, K, off_w, off_hb, off_scale, off_shift, put(out_W), put(P["out.b"])]
+    head = [kind, K, off_w, off_hb, off_scale, off_shift, put(out_W, panels=True), put(P["out.b"])]
     return ModelPlan(np.concatenate(blocks), np.array(rows, dtype=np.int64),
                      np.array(head, dtype=np.int64), 1e-5, state, cfg.vocab_size)
 

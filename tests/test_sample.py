@@ -14,7 +14,7 @@ from minilstm import core
 from minilstm.core.decode import choose_token
 from minilstm.core.generate import prime
 from minilstm.core.rng import seed_state
-from minilstm.core import step
+from minilstm.core import matvec, step
 from minilstm.core.step import forward_token
 from minilstm.data import TANG_SPECIALS, CharVocab, UnknownSymbolError
 from minilstm.model import LanguageModel, ModelConfig
@@ -29,6 +29,8 @@ VARIANTS = {
     "onehot-2-layers": dict(input_mode="onehot", hidden_sizes=(5, 7)),
     "head-batch-norm": dict(hidden_sizes=(6, 4), head_hidden=5, head_norm="batch"),
     "head-layer-norm-tied": dict(hidden_sizes=(6,), head_hidden=3, head_norm="layer", tie_weights=True),
+    # wider than a column panel (64): whole panels and a narrower last one in every product
+    "wide-2-layers-head": dict(hidden_sizes=(20, 36), head_hidden=70, head_norm="layer"),
 }
 
 
@@ -86,23 +88,51 @@ def test_both_builds_give_bit_identical_logits(vocab, variant, dtype):
             np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("K, N", [(37, 24), (37, 64), (5, 100), (37, 200), (64, 2048)])
+def test_column_panel_products_are_bit_identical(K, N, dtype):
+    """matvec_panels on the column-panel layout, whole or from a panel edge, against matvec_rows
+    on the row-major matrix, in both builds: the same additions in the same order, so equality
+    is exact, with whole panels (64 columns) and a narrower last one."""
+    rng = np.random.default_rng(K * N)
+    x = rng.normal(size=(3, K)).astype(dtype)
+    W = rng.normal(size=(K, N)).astype(dtype)
+    y0 = rng.normal(size=(3, N)).astype(dtype)
+    panels = matvec.column_panels(W)
+    assert panels.shape == (K * N,) and sorted(panels) == sorted(W.ravel())
+    lo = 64 if N > 64 else 0
+    builds = ("numba", "numpy") if core.numba_available() else ("numpy",)
+    for backend in builds:
+        with minilstm.use_backend(backend):
+            expected, whole, part = y0.copy(), y0.copy(), y0[:, lo:].copy()
+            matvec.matvec_rows(x, W, expected)
+            matvec.matvec_panels(x, panels, 0, N, whole, 0)
+            matvec.matvec_panels(x, panels, lo, N, part, 0)
+        np.testing.assert_array_equal(whole, expected, err_msg=f"{backend}, K={K}, N={N}")
+        np.testing.assert_array_equal(part, expected[:, lo:], err_msg=f"{backend}, from column {lo}")
+    loops = y0.copy()                   # the numba build's source, interpreted: the same sums
+    matvec.matvec_panels_loops(x, panels, 0, N, loops, 0)
+    np.testing.assert_array_equal(loops, expected)
+    # and the sums are the product: float32 sums of K terms of O(1), a few ulps of O(sqrt K)
+    np.testing.assert_allclose(expected, y0 + x.astype(np.float64) @ W, rtol=0, atol=1e-4 if dtype == "float32" else 1e-12)
+
+
 @pytest.mark.parametrize("parts", [1, 2, 3, 5])
-@pytest.mark.parametrize("N", [24, 40, 2048])
-def test_column_split_products_are_bit_identical(parts, N):
-    """matvec_rows_split (threads over column blocks) against matvec_rows, in both builds: the
-    same additions in the same order, so equality is exact, including blocks that come out
-    empty when parts * 16 > N."""
-    rng = np.random.default_rng(parts * N)
+@pytest.mark.parametrize("H", [6, 10, 512])
+def test_gate_products_split_over_threads_are_bit_identical(parts, H):
+    """matvec_gates with the layer's gate columns cut into blocks of hidden units, one per
+    thread, against one block, in both builds; blocks come out empty where parts * 16 > H."""
+    rng = np.random.default_rng(parts * H)
     x = rng.normal(size=(3, 37)).astype(np.float32)
-    W = rng.normal(size=(37, N)).astype(np.float32)
-    y0 = rng.normal(size=(3, N)).astype(np.float32)
+    panels = matvec.column_panels(rng.normal(size=(37, 4 * H)).astype(np.float32))
+    y0 = rng.normal(size=(3, 4 * H)).astype(np.float32)
     builds = ("numba", "numpy") if core.numba_available() else ("numpy",)
     for backend in builds:
         with minilstm.use_backend(backend):
             expected, split = y0.copy(), y0.copy()
-            step.matvec_rows(x, W, expected)
-            step.matvec_rows_split(x, W, split, parts)
-        np.testing.assert_array_equal(split, expected, err_msg=f"{backend}, parts={parts}, N={N}")
+            matvec.matvec_panels(x, panels, 0, 4 * H, expected, 0)
+            matvec.matvec_gates(x, panels, split, parts)
+        np.testing.assert_array_equal(split, expected, err_msg=f"{backend}, parts={parts}, H={H}")
 
 
 @pytest.mark.parametrize("parts", [2, 3, 5])
@@ -128,8 +158,10 @@ def test_layer_blocks_are_bit_identical_to_one_block(parts, H):
             for p, cols in ((1, np.arange(4 * H)), (parts, order)):
                 h, c = h0.copy(), c0.copy()
                 with minilstm.use_backend(backend):
-                    step.layer_step(source, tokens, below, np.ascontiguousarray(W_in[:, cols]),
-                                    np.ascontiguousarray(Wh[:, cols]), b[cols].copy(),
+                    flat_in = (W_in[:, cols].ravel() if source == step.INPUT_LOOKUP   # row-major table
+                               else matvec.column_panels(W_in[:, cols]))
+                    step.layer_step(source, tokens, below, flat_in, matvec.column_panels(Wh[:, cols]),
+                                    b[cols].copy(),
                                     np.empty((n, H), np.float32), c, h, 5, p,
                                     np.empty(n * 4 * H, np.float32))
                 states.append((h, c))

@@ -49,6 +49,8 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
+
 BACKENDS = ("numba", "numpy")
 JIT_OPTIONS = dict(cache=True, fastmath=False, error_model="numpy", nogil=True)
 
@@ -171,12 +173,21 @@ def spin_pause(spins):
     time.sleep(0)
 
 
+def local_array(like, size):
+    """A scratch array of ``size`` elements of ``like``'s dtype, for a kernel's accumulators. In
+    the numba build it lives on the stack (``size`` must then be a constant), where the compiler
+    can keep it in vector registers, as it cannot keep an array from ``np.empty``: the products
+    of ``matvec.py`` measured 1.1-1.2x faster so. It must not outlive the kernel that makes it."""
+    return np.empty(size, like.dtype)
+
+
 @functools.lru_cache(maxsize=1)
 def _intrinsics() -> dict:
-    """Numba builds of atomic_load, atomic_store and spin_pause (built on first use)."""
+    """Numba builds of atomic_load, atomic_store, spin_pause and local_array (built on first use)."""
     from llvmlite import ir
     from numba.core import cgutils, types
     from numba.core.extending import intrinsic
+    from numba.np.arrayobj import populate_array
 
     def element_pointer(context, builder, array_type, array, index):
         data = context.make_array(array_type)(context, builder, array)
@@ -218,7 +229,27 @@ def _intrinsics() -> dict:
             return context.get_dummy_value()
         return types.void(spins), codegen
 
-    return {"atomic_load": load_acquire, "atomic_store": store_release, "spin_pause": pause}
+    @intrinsic(prefer_literal=True)
+    def stack_array(typingctx, like, size):
+        if not isinstance(size, types.IntegerLiteral):
+            raise TypeError("local_array: the size must be a compile-time constant")
+        count = size.literal_value
+        array_type = types.Array(like.dtype, 1, "C")
+
+        def codegen(context, builder, sig, args):
+            element = context.get_value_type(like.dtype)
+            storage = cgutils.alloca_once(builder, ir.ArrayType(element, count))   # in the entry block
+            storage.align = 64
+            intp = context.get_value_type(types.intp)
+            nbytes = ir.Constant(intp, context.get_abi_sizeof(element))
+            array = context.make_array(array_type)(context, builder)
+            populate_array(array, data=builder.bitcast(storage, element.as_pointer()),
+                           shape=[ir.Constant(intp, count)], strides=[nbytes], itemsize=nbytes, meminfo=None)
+            return array._getvalue()
+        return array_type(like, size), codegen
+
+    return {"atomic_load": load_acquire, "atomic_store": store_release, "spin_pause": pause,
+            "local_array": stack_array}
 
 
 def threading_layer() -> str:
@@ -320,7 +351,7 @@ def _with_jitted_helpers(fn):
             namespace[name] = value.jitted
         elif value is prange:
             namespace[name] = _numba.prange
-        elif any(value is f for f in _SIGNALLING):
+        elif any(value is f for f in _INTRINSICS):
             namespace[name] = _intrinsics()[value.__name__]
     copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
     copy.__qualname__ = fn.__qualname__
@@ -329,7 +360,7 @@ def _with_jitted_helpers(fn):
     return copy
 
 
-_SIGNALLING = (atomic_load, atomic_store, spin_pause)
+_INTRINSICS = (atomic_load, atomic_store, spin_pause, local_array)
 
 
 def kernel(fn=None, *, parallel=False):

@@ -27,7 +27,8 @@ import numpy as np
 
 from ._jit import kernel
 from .decode import choose_token
-from .step import INPUT_READY, forward_token, layer_step, matvec, output_head
+from .matvec import matvec_gates
+from .step import INPUT_READY, forward_token, layer_step, output_head
 
 
 @kernel
@@ -48,8 +49,8 @@ def prime(weights, layers, head, eps, prompt, h, c, logits):
             for t in range(T):
                 xw[t] = table[prompt[t]]
         else:                                                  # all positions in one product
-            matvec(below, weights[off_in:off_in + D * G].reshape(D, G), xw, parts)
-        Wh = weights[off_wh:off_wh + H * G].reshape(H, G)
+            matvec_gates(below, weights[off_in:off_in + D * G], xw, parts)
+        Wh = weights[off_wh:off_wh + H * G]
         b = weights[off_b:off_b + G]
         h_prev = np.empty((1, H), dtype=h.dtype)
         out = np.empty((T, H), dtype=h.dtype)

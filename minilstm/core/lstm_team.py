@@ -1,7 +1,7 @@
 """The LSTM time loops shared by a team of threads, each owning a block of hidden units.
 
 Equations: those of ``lstm.py``. Member m of an n-member team owns the hidden units
-[lo, hi) = ``step.block_edges(H, n, m)`` (w = hi - lo of them) and their four gate columns
+[lo, hi) = ``matvec.block_edges(H, n, m)`` (w = hi - lo of them) and their four gate columns
 {q H + j : q = 0..3, j in [lo, hi)}, for every sequence of the joint batch:
 
     forward, step t:   pre = Wh[:, own]^T @ h_{t-1}^T          (4w, B)  reads all of h_{t-1}
@@ -46,7 +46,7 @@ import numpy as np
 from ._jit import kernel
 from .lstm_cell import add_transposed_blocks, cell_backward, cell_forward, cell_row_forward
 from .lstm import LSTMCache, transpose_into, weight_gradients
-from .step import block_edges
+from .matvec import block_edges
 from .team import TeamMember, meet, reuse, row_ranges
 
 

@@ -3,23 +3,19 @@
 Generation runs these kernels once per token, so they are written for two things at once:
 speed in the numba build (no allocation, short vectorisable loops) and *bit-identical* results
 in the numba and numpy builds, so that a seed gives the same text with and without the JIT.
-That rules out BLAS (the numpy and numba builds call different BLAS libraries whose summation
-orders may differ): every product here accumulates in one fixed order,
-
-    y[i, j] += x[i, k] * W[k, j]      for k = 0, 1, ..., K-1        (row-by-row "axpy" order)
-
-which the numpy build performs as K whole-row updates and the numba build as loops; IEEE
-float32/float64 multiplication and addition are correctly rounded, so both get the same bits.
-The float32 nonlinearities use the rational tanh of ``lstm_cell`` in both builds; float64 ones
-use exp (NumPy's and libm's exp may differ in the last bit, harmless for sampling at 1e-16).
+Every product is one of ``matvec.py``, in its fixed summation order. The float32
+nonlinearities use the rational tanh of ``lstm_cell`` in both builds; float64 ones use exp
+(NumPy's and libm's exp may differ in the last bit, harmless for sampling at 1e-16).
 
 The model is laid out for these kernels by ``minilstm.sample.plan_model``: one flat weight
 vector ``weights`` and integer tables of offsets (``layers``: per layer H, D, offset of its input
 table or Wx, of Wh, of b, of its state columns, and how many threads share its step;
-``head``: the output head). The first layer's input projection is a row lookup in the table
-E @ Wx (or Wx itself for one-hot input). A layer shared by threads is cut into blocks of
-hidden units, and its gate columns are stored block by block (:func:`layer_block`), so each
-thread runs its block's product *and* cell update in one parallel region per token.
+``head``: the output head). Every matrix the kernels multiply by is stored in column panels
+(``matvec.column_panels``). The first layer's input projection is a row lookup in the table
+E @ Wx (or Wx itself for one-hot input), stored row-major. A layer shared by threads is cut
+into blocks of hidden units, and its gate columns are stored block by block
+(:func:`layer_block`), so each thread runs its block's product *and* cell update in one
+parallel region per token.
 
 Shapes: tokens (n,); h, c (n, S) with S the sum of the layers' H; logits (n, V); the scratch
 buffers xw_buf, z_buf are flat, at least n * (widest row) long.
@@ -30,87 +26,9 @@ import numpy as np
 
 from ._jit import kernel, prange
 from .lstm_cell import tanh_rational
+from .matvec import block_edges, matvec_panels
 
 HEAD_NONE, HEAD_DENSE, HEAD_LAYER_NORM, HEAD_AFFINE = 0, 1, 2, 3
-
-
-@kernel
-def matvec_rows(x, W, y):
-    """y += x @ W for x (n, K), W (K, N), y (n, N), accumulated over k in order."""
-    matvec_columns(x, W, 0, W.shape[1], y, 0)
-
-
-@kernel
-def matvec_columns(x, W, lo, hi, y, at):
-    """y[:, at:at + hi - lo] += x @ W[:, lo:hi], accumulated over k in order (as
-    :func:`matvec_rows`)."""
-    for k in range(W.shape[0]):
-        y[:, at:at + hi - lo] += x[:, k:k + 1] * W[k, lo:hi]
-
-
-@matvec_columns.numba_variant
-def matvec_columns_loops(x, W, lo, hi, y, at):
-    # Four rows of W per pass over y: y[j] + a0*W0[j] + a1*W1[j] + ... evaluates left to right,
-    # the very same additions in the same order as one row at a time, with a quarter of the
-    # loads and stores of y (measured 1.7x faster at H=128 and H=512; eight rows per pass
-    # measured no faster).
-    # The fixed order costs no speed: the loop is bound by reading W, not by its arithmetic.
-    # One thread, float32: 89-112 GB/s of W with W in the core's own caches, 73-82 GB/s with W
-    # (2-4 MB) in the shared cache; fused multiply-adds (which would break the bit-identity
-    # between builds) measured the same, and so did two rows per pass.
-    # Loops run over views starting at column lo, indexed from 0 (a loop from a run-time lo
-    # kept the compiler from vectorising it: measured 2.9x slower).
-    K, N = W.shape[0], hi - lo
-    for i in range(x.shape[0]):
-        yi = y[i, at:at + N]
-        k = 0
-        while k + 4 <= K:
-            a0, a1, a2, a3 = x[i, k], x[i, k + 1], x[i, k + 2], x[i, k + 3]
-            W0, W1, W2, W3 = W[k, lo:hi], W[k + 1, lo:hi], W[k + 2, lo:hi], W[k + 3, lo:hi]
-            for j in range(N):
-                yi[j] = yi[j] + a0 * W0[j] + a1 * W1[j] + a2 * W2[j] + a3 * W3[j]
-            k += 4
-        while k < K:
-            a, Wk = x[i, k], W[k, lo:hi]
-            for j in range(N):
-                yi[j] += a * Wk[j]
-            k += 1
-
-
-@kernel(parallel=True)
-def matvec_rows_split(x, W, y, parts):
-    """:func:`matvec_rows` with the N columns cut into ``parts`` blocks, one per thread in the
-    numba build. Every output element gets the same additions in the same order as in
-    matvec_rows, so the result is bit-identical whatever ``parts`` is. Block edges fall on
-    multiples of 16 columns (whole vector registers)."""
-    for p in prange(parts):
-        lo, hi = block_edges(W.shape[1], parts, p)
-        matvec_columns(x, W, lo, hi, y, lo)
-
-
-@kernel
-def block_edges(N, parts, p):
-    """[lo, hi) of block p when N columns (or hidden units) are cut into ``parts`` blocks: near
-    equal, edges on multiples of 16 (whole vector registers); blocks may come out empty."""
-    lo = (p * N // parts) // 16 * 16
-    hi = N if p == parts - 1 else ((p + 1) * N // parts) // 16 * 16
-    return lo, hi
-
-
-@kernel
-def matvec(x, W, y, parts):
-    """y += x @ W, on ``parts`` threads in the numba build (see the variant below). The numpy
-    build has no threads to share the work, and the result is the same bits either way."""
-    matvec_rows(x, W, y)
-
-
-@matvec.numba_variant
-def matvec_threads(x, W, y, parts):
-    # parts > 1 only where the plan found the weights large enough to repay waking the threads
-    if parts > 1:
-        matvec_rows_split(x, W, y, parts)
-    else:
-        matvec_rows(x, W, y)
 
 
 @kernel
@@ -189,23 +107,25 @@ def layer_block(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, p,
     w columns. So a block needs no other block's gates, and the blocks can run on different
     threads with no wait between the product and the cell. With one block this is the
     model's own layout. xw (flat, n * 4H) holds block p at [n 4 lo, n 4 hi) as a contiguous
-    (n, 4w) array. ``source`` says where the input projection comes from:
+    (n, 4w) array. Wh (H, 4H) is flat, in column panels, and so is W_in (flat) where it is a
+    matrix. ``source`` says where the input projection comes from:
         INPUT_READY    xw already holds it (priming: one product over all prompt positions)
-        INPUT_LOOKUP   rows tokens (n,) of the table W_in (V, 4H), which is E @ Wx or Wx
+        INPUT_LOOKUP   rows tokens (n,) of the table W_in (V, 4H) row-major: E @ Wx or Wx
         INPUT_PRODUCT  below (n, D) @ W_in (D, 4H)
-    then xw += h_prev @ Wh + b, in the fixed order of :func:`matvec_rows`, and the cell step
+    then xw += h_prev @ Wh + b, in the fixed order of ``matvec.matvec_rows``, and the cell step
     writes the state columns [off + lo, off + hi) of c and h (n, S). h_prev (n, H) is h_{t-1}.
     """
     n = h.shape[0]
-    lo, hi = block_edges(Wh.shape[0], parts, p)
+    G = b.shape[0]
+    lo, hi = block_edges(G // 4, parts, p)
     xw_p = xw[n * 4 * lo:n * 4 * hi].reshape((n, 4 * (hi - lo)))
     if source == INPUT_LOOKUP:
         for i in range(n):
-            xw_p[i] = W_in[tokens[i], 4 * lo:4 * hi]
+            xw_p[i] = W_in[G * tokens[i] + 4 * lo:G * tokens[i] + 4 * hi]
     elif source == INPUT_PRODUCT:
         xw_p[:] = 0.0
-        matvec_columns(below, W_in, 4 * lo, 4 * hi, xw_p, 0)
-    matvec_columns(h_prev, Wh, 4 * lo, 4 * hi, xw_p, 0)
+        matvec_panels(below, W_in, 4 * lo, 4 * hi, xw_p, 0)
+    matvec_panels(h_prev, Wh, 4 * lo, 4 * hi, xw_p, 0)
     xw_p += b[4 * lo:4 * hi]
     cell_step(xw_p, c, h, off + lo)
 
@@ -218,10 +138,11 @@ def layer_step(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, xw)
     several blocks h_{t-1} is copied there first, since a block overwrites its units of h
     while other blocks still read them. The result is the same bits whatever ``parts`` is:
     every element sees the same operations."""
+    H = b.shape[0] // 4
     if parts == 1:         # one block reads all of h_{t-1} before it writes h: no copy needed
-        layer_block(source, tokens, below, W_in, Wh, b, h[:, off:off + Wh.shape[0]], c, h, off, 1, 0, xw)
+        layer_block(source, tokens, below, W_in, Wh, b, h[:, off:off + H], c, h, off, 1, 0, xw)
         return
-    h_prev[:] = h[:, off:off + Wh.shape[0]]
+    h_prev[:] = h[:, off:off + H]
     layer_blocks_split(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, xw)
 
 
@@ -258,8 +179,7 @@ def forward_token(weights, layers, head, eps, tokens, h, c, xw_buf, z_buf, logit
         G = 4 * H
         rows = V if layer == 0 else D                    # the lookup table or Wx
         layer_step(INPUT_LOOKUP if layer == 0 else INPUT_PRODUCT, tokens, h[:, below:below + D],
-                   weights[off_in:off_in + rows * G].reshape(rows, G),
-                   weights[off_wh:off_wh + H * G].reshape(H, G), weights[off_b:off_b + G],
+                   weights[off_in:off_in + rows * G], weights[off_wh:off_wh + H * G], weights[off_b:off_b + G],
                    z_buf[:n * H].reshape((n, H)), c, h, off_s, parts, xw_buf[:n * G])
         below = off_s
         width = H
@@ -276,7 +196,7 @@ def output_head(weights, head, eps, z, z_buf, logits):
     if kind != HEAD_NONE:                                # dense head: linear, norm, ReLU
         a = z_buf[:z.shape[0] * K].reshape((z.shape[0], K))
         a[:] = 0.0
-        matvec_rows(z, weights[off_w:off_w + width * K].reshape(width, K), a)
+        matvec_panels(z, weights[off_w:off_w + width * K], 0, K, a, 0)
         a += weights[off_hb:off_hb + K]
         if kind == HEAD_LAYER_NORM:
             layer_norm_rows(a, eps)
@@ -287,5 +207,5 @@ def output_head(weights, head, eps, z, z_buf, logits):
         z = a
         width = K
     logits[:] = 0.0
-    matvec_rows(z, weights[off_out:off_out + width * V].reshape(width, V), logits)
+    matvec_panels(z, weights[off_out:off_out + width * V], 0, V, logits, 0)
     logits += weights[off_outb:off_outb + V]
