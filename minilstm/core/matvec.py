@@ -85,10 +85,18 @@ def matvec_panels(x, W, lo, hi, y, at):
     """y[:, at:at + hi - lo] += x @ M[:, lo:hi], where W holds M (K, N) in column panels; lo is
     a multiple of PANEL and so is hi, or hi = N. Accumulated over k in order (as matvec_rows),
     so the result is the same bits as matvec_rows on M."""
-    K = x.shape[1]
-    for s in range(lo, hi, PANEL):
-        width = min(PANEL, hi - s)
-        matvec_columns(x, W[K * s:K * (s + width)].reshape((K, width)), 0, width, y, at + s - lo)
+    n, K = x.shape
+    full = (hi - lo) // PANEL                # whole panels, all updated at once for each k
+    if full > 0:
+        rows = W[K * lo:K * (lo + full * PANEL)].reshape((full, K, PANEL)).transpose((1, 0, 2))
+        xs = x.T.reshape((K, n, 1, 1))           # rows[k] (full, PANEL): row k of every panel
+        acc = y[:, at:at + full * PANEL].reshape((n, full, PANEL)).copy()
+        for k in range(K):
+            acc += xs[k] * rows[k]
+        y[:, at:at + full * PANEL] = acc.reshape((n, full * PANEL))
+    s = lo + full * PANEL                    # a narrower last panel
+    if s < hi:
+        matvec_columns(x, W[K * s:K * hi].reshape((K, hi - s)), 0, hi - s, y, at + s - lo)
 
 
 @matvec_panels.numba_variant
