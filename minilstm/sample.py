@@ -105,10 +105,11 @@ class ModelPlan:
     vocab_size: int
 
 
-# Weights per product from which splitting its columns over threads pays. Measured on 2 cores,
-# chars/s with 2 threads against 1: H=512 2.3x (L=1) and 1.9x (L=2); H=256 (Wh 2^18 entries)
-# 1.1x, within the noise; H=128 0.8x, where a token takes 7 us and waking the threads costs more.
-PARALLEL_MIN_WEIGHTS = 1 << 19
+# Weights per product from which splitting its columns over threads pays. Measured on 2 cores
+# (column panels), chars/s with 2 threads against 1, the same text: H=256 1.1-1.5x (L=1) and
+# 1.5x (L=2); H=192 (Wh 2^17.2 entries) 1.3x; H=128 1.0x (L=1), and 1.3x or 0.7x (L=2) on
+# different runs, where a token takes 6-15 us and waking the threads costs about 1 us a layer.
+PARALLEL_MIN_WEIGHTS = 1 << 17
 
 
 def block_major_columns(H: int, parts: int) -> np.ndarray:
