@@ -110,9 +110,14 @@ def test_column_panel_products_are_bit_identical(K, N, dtype):
             matvec.matvec_panels(x, panels, lo, N, part, 0)
         np.testing.assert_array_equal(whole, expected, err_msg=f"{backend}, K={K}, N={N}")
         np.testing.assert_array_equal(part, expected[:, lo:], err_msg=f"{backend}, from column {lo}")
-    loops = y0.copy()                   # the numba build's source, interpreted: the same sums
+    loops = y0.copy()                   # the numba build's sources, interpreted: the same sums
     matvec.matvec_panels_loops(x, panels, 0, N, loops, 0)
     np.testing.assert_array_equal(loops, expected)
+    if N >= matvec.PANEL:
+        first = y0.copy()
+        matvec.matvec_panel_loops(x, panels[:K * matvec.PANEL].reshape(K, matvec.PANEL), first, 0)
+        np.testing.assert_array_equal(first[:, :matvec.PANEL], expected[:, :matvec.PANEL])
+        np.testing.assert_array_equal(first[:, matvec.PANEL:], y0[:, matvec.PANEL:])
     # and the sums are the product: float32 sums of K terms of O(1), a few ulps of O(sqrt K)
     np.testing.assert_allclose(expected, y0 + x.astype(np.float64) @ W, rtol=0, atol=1e-4 if dtype == "float32" else 1e-12)
 

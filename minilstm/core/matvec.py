@@ -101,28 +101,38 @@ def matvec_panels(x, W, lo, hi, y, at):
 
 @matvec_panels.numba_variant
 def matvec_panels_loops(x, W, lo, hi, y, at):
-    # A whole panel sums into acc, PANEL values that the compiler keeps in vector registers
-    # (local_array), so the loop over k does nothing but stream the panel in and multiply-add:
-    # acc[j] + a * Wk[j] is the same rounding, in the same order, as y[j] += a * Wk[j]. A
-    # narrower last panel takes the row-major loop.
     K = x.shape[1]
-    acc = local_array(W, PANEL)
     for s in range(lo, hi, PANEL):
         width = min(PANEL, hi - s)
-        panel = W[K * s:K * (s + width)].reshape((K, width))
-        if width < PANEL:
-            matvec_columns(x, panel, 0, width, y, at + s - lo)
-            continue
-        for i in range(x.shape[0]):
-            yi = y[i, at + s - lo:at + s - lo + PANEL]
+        if width == PANEL:
+            matvec_panel(x, W[K * s:K * (s + PANEL)].reshape((K, PANEL)), y, at + s - lo)
+        else:                                # a narrower last panel: the row-major loop
+            matvec_columns(x, W[K * s:K * hi].reshape((K, width)), 0, width, y, at + s - lo)
+
+
+@kernel
+def matvec_panel(x, panel, y, at):
+    """y[:, at:at + PANEL] += x @ panel for one whole panel (K, PANEL), in order over k."""
+    matvec_columns(x, panel, 0, PANEL, y, at)
+
+
+@matvec_panel.numba_variant
+def matvec_panel_loops(x, panel, y, at):
+    # The PANEL sums of a row sit in acc, which the compiler keeps in vector registers
+    # (local_array; a kernel of its own, so that nothing else in it keeps acc in memory), so the
+    # loop over k does nothing but stream the panel in and multiply-add: acc[j] + a * Wk[j] is
+    # the same rounding, in the same order, as y[j] += a * Wk[j].
+    acc = local_array(panel, PANEL)
+    for i in range(x.shape[0]):
+        yi = y[i, at:at + PANEL]
+        for j in range(PANEL):
+            acc[j] = yi[j]
+        for k in range(panel.shape[0]):
+            a, Wk = x[i, k], panel[k]
             for j in range(PANEL):
-                acc[j] = yi[j]
-            for k in range(K):
-                a, Wk = x[i, k], panel[k]
-                for j in range(PANEL):
-                    acc[j] = acc[j] + a * Wk[j]
-            for j in range(PANEL):
-                yi[j] = acc[j]
+                acc[j] = acc[j] + a * Wk[j]
+        for j in range(PANEL):
+            yi[j] = acc[j]
 
 
 @kernel
