@@ -88,17 +88,18 @@ def matvec_panels(x, W, lo, hi, y, at):
     a multiple of PANEL and so is hi, or hi = N. Accumulated over k in order (as matvec_rows),
     so the result is the same bits as matvec_rows on M."""
     n, K = x.shape
-    full = (hi - lo) // PANEL                # whole panels, all updated at once for each k
-    if full > 0:
-        rows = W[K * lo:K * (lo + full * PANEL)].reshape((full, K, PANEL)).transpose((1, 0, 2))
-        xs = x.T.reshape((K, n, 1, 1))           # rows[k] (full, PANEL): row k of every panel
-        acc = y[:, at:at + full * PANEL].reshape((n, full, PANEL)).copy()
-        for k in range(K):
-            acc += xs[k] * rows[k]
-        y[:, at:at + full * PANEL] = acc.reshape((n, full * PANEL))
-    s = lo + full * PANEL                    # a narrower last panel
-    if s < hi:
-        matvec_columns(x, W[K * s:K * hi].reshape((K, hi - s)), 0, hi - s, y, at + s - lo)
+    full = (hi - lo) // PANEL
+    s = lo + full * PANEL
+    rows = W[K * lo:K * s].reshape((full, K, PANEL)).transpose((1, 0, 2))   # rows[k] (full, PANEL)
+    if s < hi:      # a narrower last panel: back to row-major (a copy), then one update per k
+        row_major = np.concatenate((rows.reshape((K, full * PANEL)), W[K * s:K * hi].reshape((K, hi - s))), axis=1)
+        matvec_columns(x, row_major, 0, hi - lo, y, at)
+        return
+    xs = x.T.reshape((K, n, 1, 1))           # whole panels: all of them updated at once per k
+    acc = y[:, at:at + full * PANEL].reshape((n, full, PANEL)).copy()
+    for k in range(K):
+        acc += xs[k] * rows[k]
+    y[:, at:at + full * PANEL] = acc.reshape((n, full * PANEL))
 
 
 @matvec_panels.numba_variant
