@@ -120,8 +120,9 @@ def layer_block(source, tokens, below, W_in, Wh, b, h_prev, c, h, off, parts, p,
     lo, hi = block_edges(G // 4, parts, p)
     xw_p = xw[n * 4 * lo:n * 4 * hi].reshape((n, 4 * (hi - lo)))
     if source == INPUT_LOOKUP:
-        for i in range(n):
-            xw_p[i] = W_in[G * tokens[i] + 4 * lo:G * tokens[i] + 4 * hi]
+        for i in range(n):             # int64: G * token overflows a small integer dtype
+            row = G * np.int64(tokens[i])
+            xw_p[i] = W_in[row + 4 * lo:row + 4 * hi]
     elif source == INPUT_PRODUCT:
         xw_p[:] = 0.0
         matvec_panels(below, W_in, 4 * lo, 4 * hi, xw_p, 0)
