@@ -141,10 +141,11 @@ def matvec_panel_loops(x, panel, y, at):
 @kernel
 def block_edges(N, parts, p):
     """[lo, hi) of block p when N columns (or hidden units) are cut into ``parts`` blocks: near
-    equal, edges on multiples of 16 (whole vector registers; for a layer's hidden units, whole
-    panels of its 4 gate columns each); blocks may come out empty."""
-    lo = (p * N // parts) // 16 * 16
-    hi = N if p == parts - 1 else ((p + 1) * N // parts) // 16 * 16
+    equal, edges on multiples of PANEL / 4 = 16 (whole vector registers; for a layer's hidden
+    units, whole panels of its 4 gate columns each); blocks may come out empty."""
+    unit = PANEL // 4
+    lo = (p * N // parts) // unit * unit
+    hi = N if p == parts - 1 else ((p + 1) * N // parts) // unit * unit
     return lo, hi
 
 
