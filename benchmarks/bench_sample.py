@@ -31,7 +31,7 @@ import numpy as np
 import minilstm
 from minilstm.data import CharVocab
 from minilstm.model import LanguageModel, ModelConfig
-from minilstm.sample import SampleConfig, Sampler
+from minilstm.sample import SampleConfig, Sampler, default_threads
 
 SIZES = [(128, 1), (128, 2), (512, 1), (512, 2)]
 PROMPT, LENGTH = 100, 2000
@@ -130,7 +130,8 @@ def main():
     prompt = vocab.decode(prompt_ids)
     sizes = SIZES[:2] if args.quick else SIZES
     print(f"# minilstm generation benchmark\n\n{common.machine_summary()}\n")
-    threads = minilstm.core.parallel_threads() if minilstm.core.numba_available() else 1
+    with minilstm.use_backend("numba" if minilstm.core.numba_available() else "numpy"):
+        threads = default_threads(LanguageModel(ModelConfig(vocab_size=len(vocab), hidden_sizes=(512,))))
     bandwidth = read_bandwidth_gbs(threads)
     cache = last_level_cache_bytes()
     rows = []
@@ -156,8 +157,8 @@ def main():
         print(f"  measured H={H} L={L}", file=sys.stderr, flush=True)
     print(f"Characters per second, batch 1, {LENGTH:,} characters after a {PROMPT}-character prompt "
           f"(medians of {args.passes}). Last-level cache {cache / 2**20:.0f} MB; memory read "
-          f"bandwidth with {threads} thread(s), as the numba sampler uses at H=512 (numba threading "
-          f"layer: {minilstm.core.threading_layer() or 'none'}): {bandwidth:.1f} GB/s.\n")
+          f"bandwidth with {threads} thread(s), as the numba sampler uses at H=512: "
+          f"{bandwidth:.1f} GB/s.\n")
     print(common.markdown_table(
         ["model", "minilstm numba", "minilstm numpy", "PyTorch (best mode)", "minilstm / PyTorch",
          "weights read per char (MB)", "read from", "read bound (chars/s)", "numba vs bound"], rows))

@@ -14,20 +14,27 @@ see ``core/step.py``, and the random numbers come from ``core.rng``).
 from __future__ import annotations
 
 import math
+import time
 import unicodedata
 from dataclasses import dataclass, fields
 from typing import Iterator
 
 import numpy as np
 
-from .core import parallel_threads
-from .core.generate import generate, prime
+from .core import backend
+from .core.generate import assist, generate, prime
 from .core.lstm_team import own_columns
 from .core.rng import seed_state
 from .core.matvec import block_edges, column_panels, matvec_rows
 from .core.step import HEAD_AFFINE, HEAD_DENSE, HEAD_LAYER_NORM, HEAD_NONE, forward_token
 from .data import UnknownSymbolError
+from .parallel import available_threads
+from .sample_team import SampleTeam
 
+# Each compiled call generates a chunk of tokens, and streaming yields after each. Calls start
+# small, so the first text comes at once, and double while one takes less than CHUNK_SECONDS,
+# so the cost of a call (about 0.1 ms with a team of threads) stays near 1 %.
+FIRST_CHUNK, CHUNK_SECONDS = 16, 0.01
 NEVER_GENERATED = ("pad", "start", "unk")     # specials a model should never emit
 LINE_ENDS = "。！？!?."                          # default line ends for acrostic verse
 
@@ -55,7 +62,8 @@ class SampleConfig:
     poem_line: int = 0                # poem shape: characters per line (5 or 7; 0: free text)
     poem_lines: int = 4               # poem shape: number of lines
     include_prompt: bool = False      # start the returned text with the prompt
-    chunk: int = 64                   # tokens per compiled call (how often streaming yields)
+    chunk: int = 1024                 # most tokens per compiled call (streaming yields after each;
+                                      #   calls start at 16 and double while under CHUNK_SECONDS)
 
     def __post_init__(self):
         self.stop = tuple(self.stop) if not isinstance(self.stop, str) else (self.stop,)
@@ -97,41 +105,73 @@ class SampleConfig:
 class ModelPlan:
     """The model rearranged for the generation kernels (see ``core/step.py``)."""
     weights: np.ndarray    # flat, the model's dtype
-    layers: np.ndarray     # (L, 7) int64: H, D, input table/Wx offset, Wh offset, b offset,
-                           #   state offset, threads sharing the layer's products (1: serial)
+    layers: np.ndarray     # (L, 6) int64: H, D, input table/Wx offset, Wh offset, b offset,
+                           #   state offset
+    edges: np.ndarray      # (L, members + 1) int64: layer l's block p owns units edges[l, p:p + 2]
     head: np.ndarray       # (8,) int64: kind, K, W, b, scale, shift, output W, output b offsets
     eps: float             # layer-norm epsilon
     state_width: int       # S = sum of H
     vocab_size: int
 
-
-# Weights per product from which splitting its columns over threads pays. Measured on 2 cores
-# (column panels), chars/s with 2 threads against 1, the same text: H=256 1.1-1.5x (L=1) and
-# 1.5x (L=2); H=192 (Wh 2^17.2 entries) 1.3x; H=128 1.0x (L=1), and 1.3x or 0.7x (L=2) on
-# different runs, where a token takes 6-15 us and waking the threads costs about 1 us a layer.
-PARALLEL_MIN_WEIGHTS = 1 << 17
+    @property
+    def members(self) -> int:
+        """Threads that generate together (one block of every layer each; 1: alone)."""
+        return self.edges.shape[1] - 1
 
 
-def block_major_columns(H: int, parts: int) -> np.ndarray:
-    """The column order of a layer cut into ``parts`` blocks of hidden units (``core.step.
-    layer_block``): block by block, each block's gates [i, f, o, g] for its own units. Entry m
-    is the model's column that becomes column m; with one block it is the identity."""
-    return np.concatenate([own_columns(H, *block_edges(H, parts, p)) for p in range(parts)]).astype(np.int64)
+# Weights per Wh from which a team of threads pays. Measured on 2 cores, microseconds per token,
+# a team of 2 (LEAD 16) against one thread, medians of 7: H=64 L=1 2.53 against 2.63, L=2 3.89
+# against 4.81; H=128 L=1 3.44 against 5.01 (4.08 against 5.48 in another run), L=2 8.25
+# against 12.55. From H=128 (2^16 weights) on, then; at H=64 one layer gains nothing.
+PARALLEL_MIN_WEIGHTS = 1 << 16
+# Member 0 computes the logits and chooses each token while the others start the next token's
+# first-layer product, so its block of the first layer is this many units shorter. Per token,
+# lead 16 against 0 (2 threads, medians of 5-7): H=512 L=1 27.9 against 30.1 us; H=512 L=2
+# 84.8 against 84.5; H=256 9.70 against 9.83; H=192 7.75 against 7.61 (32 was worse at H=512).
+LEAD = 16
+MIN_UNITS_PER_MEMBER = 64      # more threads than H / 64 would each get too little to repay a meeting
 
 
-def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MIN_WEIGHTS) -> ModelPlan:
-    """Lay ``model`` out for the generation kernels; ``threads`` (default: ``parallel_threads()``,
-    1 on numpy and on numba's slow fallback threading layer) share the steps of layers whose Wh
-    has at least ``min_weights`` entries, each thread a block of hidden units, so each such layer
-    has its columns in :func:`block_major_columns` order. Every matrix the kernels multiply by
-    is stored in column panels (``core.matvec``); the first layer's lookup table row-major. The
-    text is the same whatever the threads (every output sees the same operations in the same
-    order)."""
+def default_threads(model, min_weights: int = PARALLEL_MIN_WEIGHTS) -> int:
+    """How many threads generate together by default: on the numba build, the cores this process
+    may use (``parallel.available_threads``) when some layer has a Wh of ``min_weights`` entries
+    or more, at most one per MIN_UNITS_PER_MEMBER units of the widest layer; else 1."""
+    sizes = model.config.hidden_sizes
+    if backend() != "numba" or max(H * 4 * H for H in sizes) < min_weights:
+        return 1
+    return max(1, min(available_threads(), max(sizes) // MIN_UNITS_PER_MEMBER))
+
+
+def team_edges(H: int, members: int, lead: int = 0) -> np.ndarray:
+    """The unit edges of a layer of H units cut into one block per member (``matvec.
+    block_edges``: near equal, on multiples of 16), member 0's block ``lead`` units shorter
+    (rounded down to 16; it is also the one that computes the logits and chooses the token)."""
+    edges = [block_edges(H, members, p)[0] for p in range(members)] + [H]
+    if members > 1:
+        edges[1] = max(0, edges[1] - lead // 16 * 16)
+    return np.array(edges, dtype=np.int64)
+
+
+def block_major_columns(edges) -> np.ndarray:
+    """The column order of a layer cut into blocks of hidden units at ``edges`` (``core.step``):
+    block by block, each block's gates [i, f, o, g] for its own units. Entry m is the model's
+    column that becomes column m; with one block it is the identity."""
+    H = int(edges[-1])
+    return np.concatenate([own_columns(H, int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]).astype(np.int64)
+
+
+def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MIN_WEIGHTS,
+               lead: int = LEAD) -> ModelPlan:
+    """Lay ``model`` out for the generation kernels, for a team of ``threads`` threads (default
+    :func:`default_threads`): every layer is cut into one block of hidden units per thread
+    (:func:`team_edges`; in the first layer member 0's is ``lead`` units shorter), its columns in
+    :func:`block_major_columns` order. Every matrix the kernels multiply by is stored in column
+    panels (``core.matvec``); the first layer's lookup table row-major. The text is the same
+    whatever the threads (every output sees the same operations in the same order)."""
     cfg, P = model.config, model.params
-    large = [H * 4 * H >= min_weights for H in cfg.hidden_sizes]   # by Wh: every layer has one
-    if threads is None:    # asking numba starts its threads: only where a layer would use them
-        threads = parallel_threads() if any(large) else 1
-    threads = int(threads)
+    members = default_threads(model, min_weights) if threads is None else int(threads)
+    if members < 1:
+        raise ValueError(f"plan_model: threads must be >= 1, got {threads!r}")
     dtype = model.dtype
     blocks, offset = [], 0
 
@@ -144,10 +184,10 @@ def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MI
         offset += blocks[-1].size
         return start
 
-    rows, state = [], 0
+    rows, edges, state = [], [], 0
     for layer, H in enumerate(cfg.hidden_sizes):
-        parts = threads if large[layer] else 1
-        order = block_major_columns(H, parts)
+        edges.append(team_edges(H, members, lead if layer == 0 else 0))
+        order = block_major_columns(edges[-1])
         if layer == 0:
             Wx = P["lstm0.Wx"]
             if cfg.input_mode == "embedding":   # E @ Wx in the kernels' fixed order
@@ -159,7 +199,7 @@ def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MI
         else:
             off_in, D = put(P[f"lstm{layer}.Wx"][:, order], panels=True), cfg.hidden_sizes[layer - 1]
         rows.append([H, D, off_in, put(P[f"lstm{layer}.Wh"][:, order], panels=True),
-                     put(P[f"lstm{layer}.b"][order]), state, parts])
+                     put(P[f"lstm{layer}.b"][order]), state])
         state += H
     kind, K, off_w, off_hb, off_scale, off_shift = HEAD_NONE, 0, 0, 0, 0, 0
     if cfg.head_hidden:
@@ -174,7 +214,7 @@ def plan_model(model, threads: int | None = None, min_weights: int = PARALLEL_MI
             kind, off_scale, off_shift = HEAD_AFFINE, put(scale), put(shift)
     out_W = P["embed.weight"].T if cfg.tie_weights else P["out.W"]
     head = [kind, K, off_w, off_hb, off_scale, off_shift, put(out_W, panels=True), put(P["out.b"])]
-    return ModelPlan(np.concatenate(blocks), np.array(rows, dtype=np.int64),
+    return ModelPlan(np.concatenate(blocks), np.array(rows, dtype=np.int64), np.array(edges, dtype=np.int64),
                      np.array(head, dtype=np.int64), 1e-5, state, cfg.vocab_size)
 
 
@@ -265,34 +305,66 @@ class Sampler:
                  if cfg.acrostic else np.zeros(0, dtype=np.int64))
         comma, period = self._poem_ids(cfg)
         allowed, allowed_line, stop, line_end = self._masks(cfg)
-        h1 = np.zeros((1, plan.state_width), dtype)
-        c1 = np.zeros_like(h1)
-        logits1 = np.zeros((1, V), dtype)
-        prime(plan.weights, plan.layers, plan.head, plan.eps, prompt, h1, c1, logits1)
-        h, c = np.repeat(h1, n, axis=0), np.repeat(c1, n, axis=0)
-        logits = np.repeat(logits1, n, axis=0)
-        widest = int(max(4 * plan.layers[:, 0].max(), plan.head[1] + 1))
-        xw_buf, z_buf = np.empty(n * widest, dtype), np.empty(n * widest, dtype)
-        tokens = np.full(n, prompt[-1], dtype=np.int64)
-        seen = np.zeros((n, V), dtype=bool)
-        finished = np.zeros(n, dtype=bool)
-        progress = np.zeros((n, 3), dtype=np.int64)
-        rng = seed_state(self._seed(cfg.seed))
-        p = np.empty(V, dtype=np.float64)
-        remaining = cfg.length
-        while remaining > 0 and not finished.all():
-            steps = min(cfg.chunk, remaining)
-            out = np.full((n, steps), -1, dtype=np.int64)
-            done, bad = generate(plan.weights, plan.layers, plan.head, plan.eps, tokens, h, c, xw_buf,
-                                 z_buf, logits, steps, out, float(cfg.temperature), int(cfg.top_k),
-                                 float(cfg.top_p), bool(cfg.greedy), float(cfg.repetition_penalty),
-                                 seen, allowed, allowed_line, stop, finished, rng, p, heads, line_end,
-                                 int(cfg.poem_line), int(cfg.poem_lines), comma, period, progress)
-            if bad >= 0:
-                raise SamplingError(f"the model's logits for sample {bad} contain NaN or Inf at "
-                                    f"generated position {cfg.length - remaining + done}; stopped")
-            yield out[:, :done]
-            remaining -= done
+        with SampleTeam(plan.members) as team:
+            h1, c1, logits1 = self._prime(prompt, team)
+            h2 = np.repeat(h1[None], 2, axis=0).repeat(n, axis=1)     # (2, n, S): h_{t-1}, h_t
+            c, logits = np.repeat(c1, n, axis=0), np.repeat(logits1, n, axis=0)
+            xw_buf, u_buf, z_buf = (np.empty(n * self._widest(), dtype) for _ in range(3))
+            tokens = np.full(n, prompt[-1], dtype=np.int64)
+            seen = np.zeros((n, V), dtype=bool)
+            finished = np.zeros(n, dtype=bool)
+            progress = np.zeros((n, 3), dtype=np.int64)
+            rng = seed_state(self._seed(cfg.seed))
+            p = np.empty(V, dtype=np.float64)
+            members, remaining, size = plan.members, cfg.length, min(FIRST_CHUNK, cfg.chunk)
+            while remaining > 0 and not finished.all():
+                steps = min(size, remaining)
+                out = np.full((n, steps), -1, dtype=np.int64)
+
+                def lead(sync):
+                    return generate(members, plan.weights, plan.layers, plan.edges, plan.head, plan.eps,
+                                    tokens, h2, c, xw_buf, u_buf, z_buf, logits, steps, out,
+                                    float(cfg.temperature), int(cfg.top_k), float(cfg.top_p),
+                                    bool(cfg.greedy), float(cfg.repetition_penalty), seen, allowed,
+                                    allowed_line, stop, finished, rng, p, heads, line_end,
+                                    int(cfg.poem_line), int(cfg.poem_lines), comma, period, progress, sync)
+
+                def helper(m, sync):
+                    assist(m, members, plan.weights, plan.layers, plan.edges, V, tokens, h2, c, xw_buf,
+                           u_buf, sync)
+
+                started = time.perf_counter()
+                done, bad = team.run(lead, helper)
+                if time.perf_counter() - started < CHUNK_SECONDS:
+                    size = min(2 * size, cfg.chunk)
+                if bad == -2:
+                    raise RuntimeError("Sampler: a generation thread stopped the team")
+                if bad >= 0:
+                    raise SamplingError(f"the model's logits for sample {bad} contain NaN or Inf at "
+                                        f"generated position {cfg.length - remaining + done}; stopped")
+                yield out[:, :done]
+                remaining -= done
+
+    def _widest(self) -> int:
+        """Scratch elements per sequence the step kernels need: the widest 4H or dense head."""
+        return int(max(4 * self.plan.layers[:, 0].max(), self.plan.head[1] + 1))
+
+    def _prime(self, prompt: np.ndarray, team: SampleTeam | None = None):
+        """h, c (1, S) and logits (1, V) after running ``prompt`` from the zero state, by
+        ``team`` (default: this thread alone, every block in order)."""
+        plan = self.plan
+        dtype = plan.weights.dtype
+        h = np.zeros((1, plan.state_width), dtype)
+        c, logits = np.zeros_like(h), np.zeros((1, plan.vocab_size), dtype)
+        outs = np.empty((len(prompt), plan.state_width), dtype)
+        u = np.empty((len(prompt), 4 * int(plan.layers[:, 0].max())), dtype)
+        args = (plan.weights, plan.layers, plan.edges, plan.head, plan.eps, prompt, h, c, logits, outs, u)
+        team = team or SampleTeam(1)
+        ok = team.run(lambda sync: prime(0, team.members, *args, sync),
+                      lambda m, sync: prime(m, team.members, *args, sync))
+        if not ok:
+            raise RuntimeError("Sampler: a generation thread stopped the team")
+        return h, c, logits
 
     # -- text -------------------------------------------------------------------------------
     def stream(self, cfg: SampleConfig) -> Iterator[str]:
@@ -346,13 +418,11 @@ class Sampler:
         plan, V, W = self.plan, len(self.vocab), cfg.beam
         dtype = plan.weights.dtype
         prompt = self.encode_prompt(cfg.prompt, cfg.unknown)
-        h1, logits1 = np.zeros((1, plan.state_width), dtype), np.zeros((1, V), dtype)
-        c1 = np.zeros_like(h1)
-        prime(plan.weights, plan.layers, plan.head, plan.eps, prompt, h1, c1, logits1)
+        h1, c1, logits1 = self._prime(prompt)
         allowed, _, stop, _ = self._masks(cfg)
         beams = [(0.0, [], h1[0], c1[0], logits1[0])]
         finished = []
-        widest = int(max(4 * plan.layers[:, 0].max(), plan.head[1] + 1))
+        widest = self._widest()
         norm = lambda logp, length: logp / (((5 + length) / 6) ** cfg.length_penalty)  # noqa: E731
         for length in range(1, cfg.length + 1):
             candidates = []
@@ -378,9 +448,10 @@ class Sampler:
             c = np.stack([b[3] for b in beams]).astype(dtype)
             logits = np.empty((len(beams), V), dtype)
             n = len(beams)
-            forward_token(plan.weights, plan.layers, plan.head, plan.eps, tokens, h, c,
-                          np.empty(n * widest, dtype), np.empty(n * widest, dtype), logits)
-            beams = [(s, ids, h[k], c[k], logits[k]) for k, (s, ids, _, _) in enumerate(beams)]
+            h_next = np.empty_like(h)
+            forward_token(plan.weights, plan.layers, plan.edges, plan.head, plan.eps, tokens, h, h_next, c,
+                          *(np.empty(n * widest, dtype) for _ in range(3)), logits)
+            beams = [(s, ids, h_next[k], c[k], logits[k]) for k, (s, ids, _, _) in enumerate(beams)]
         finished.extend((norm(s, len(ids)), ids) for s, ids, *_ in beams)
         best = max(finished, key=lambda item: item[0])[1] if finished else []
         text, _ = _StopStrings(cfg.stop, self).feed(self._decode(best))

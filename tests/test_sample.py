@@ -1,6 +1,7 @@
 """The sampler: exactness against the model, identical output across builds and processes,
 the decoding rules, constraints, streaming, and input checks."""
 import os
+import time
 import subprocess
 import sys
 import tracemalloc
@@ -12,15 +13,16 @@ from scipy import stats
 import minilstm
 from minilstm import core
 from minilstm.core.decode import choose_token
-from minilstm.core.generate import prime
 from minilstm.core.rng import seed_state
 from minilstm.core import matvec, step
 from minilstm.core.step import forward_token
 from minilstm.data import TANG_SPECIALS, CharVocab, UnknownSymbolError
 from minilstm.model import LanguageModel, ModelConfig
 from minilstm.model_io import save_model
-from minilstm.sample import (SampleConfig, Sampler, SamplingError, block_major_columns, plan_model,
-                             sample_text)
+from minilstm import sample
+from minilstm.sample import (SampleConfig, Sampler, SamplingError, block_major_columns, default_threads,
+                             plan_model, sample_text, team_edges)
+from minilstm.sample_team import SampleTeam
 
 needs_numba = pytest.mark.skipif(not core.numba_available(), reason="compares the numba build with the numpy build")
 
@@ -50,12 +52,17 @@ def vocab():
     return CharVocab.build("abcdefghij \n.!")
 
 
-def prime_logits(model, ids):
-    plan = plan_model(model)
-    h = np.zeros((1, plan.state_width), model.dtype)
-    c, logits = np.zeros_like(h), np.zeros((1, plan.vocab_size), model.dtype)
-    prime(plan.weights, plan.layers, plan.head, plan.eps, np.asarray(ids, np.int64), h, c, logits)
+def prime_logits(model, ids, threads=1):
+    """Logits, h and c after priming on ids, by a team of ``threads`` threads."""
+    sampler = Sampler(model, vocab_of(model))
+    sampler.plan = plan_model(model, threads=threads)
+    with SampleTeam(threads) as team:
+        h, c, logits = sampler._prime(np.asarray(ids, np.int64), team)
     return logits[0], h, c
+
+
+def vocab_of(model):
+    return CharVocab.build("abcdefghij \n.!"[:model.config.vocab_size])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -84,8 +91,9 @@ def test_both_builds_give_bit_identical_logits(vocab, variant, dtype):
     for a, b in zip(results[0], results[1]):
         if dtype == "float32":
             np.testing.assert_array_equal(a, b)
-        else:        # NumPy's and libm's float64 exp may differ in the last bit
-            np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
+        else:        # NumPy's and libm's float64 exp may differ in the last bit (1e-16); through
+            # 11 steps of up to two layers and a dense head such differences grew to 1.5e-15
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -122,91 +130,88 @@ def test_column_panel_products_are_bit_identical(K, N, dtype):
     np.testing.assert_allclose(expected, y0 + x.astype(np.float64) @ W, rtol=0, atol=1e-4 if dtype == "float32" else 1e-12)
 
 
-@pytest.mark.parametrize("parts", [1, 2, 3, 5])
-@pytest.mark.parametrize("H", [6, 10, 512])
-def test_gate_products_split_over_threads_are_bit_identical(parts, H):
-    """matvec_gates with the layer's gate columns cut into blocks of hidden units, one per
-    thread, against one block, in both builds; blocks come out empty where parts * 16 > H."""
-    rng = np.random.default_rng(parts * H)
-    x = rng.normal(size=(3, 37)).astype(np.float32)
-    panels = matvec.column_panels(rng.normal(size=(37, 4 * H)).astype(np.float32))
-    y0 = rng.normal(size=(3, 4 * H)).astype(np.float32)
-    builds = ("numba", "numpy") if core.numba_available() else ("numpy",)
-    for backend in builds:
-        with minilstm.use_backend(backend):
-            expected, split = y0.copy(), y0.copy()
-            matvec.matvec_panels(x, panels, 0, 4 * H, expected, 0)
-            matvec.matvec_gates(x, panels, split, parts)
-        np.testing.assert_array_equal(split, expected, err_msg=f"{backend}, parts={parts}, H={H}")
-
-
-@pytest.mark.parametrize("parts", [2, 3, 5])
+@pytest.mark.parametrize("parts, lead", [(2, 0), (3, 0), (5, 0), (2, 16)])
 @pytest.mark.parametrize("H", [24, 80])
-def test_layer_blocks_are_bit_identical_to_one_block(parts, H):
-    """layer_step with the hidden units cut into blocks (weights in block-major column order,
-    pre-activations block by block) leaves exactly the state that one block leaves with the
-    model's own layout, from a token lookup and from a layer below, in both builds; blocks
-    come out empty where parts * 16 > H."""
-    rng = np.random.default_rng(parts * H)
+def test_layer_blocks_are_bit_identical_to_one_block(parts, lead, H):
+    """A layer step with the hidden units cut into blocks (weights in block-major column order,
+    each block's recurrent part, then its input, bias and cell) leaves exactly the state that
+    one block leaves with the model's own layout, from a token lookup and from a layer below,
+    in both builds; blocks come out empty where parts * 16 > H."""
+    rng = np.random.default_rng(parts * H + lead)
     n, D, V = 3, 20, 7
     f32 = lambda *shape: rng.normal(size=shape).astype(np.float32)   # noqa: E731
     table, Wx, Wh, b = f32(V, 4 * H), f32(D, 4 * H), f32(H, 4 * H) * 0.3, f32(4 * H)
     below, h0, c0 = f32(n, D), f32(n, H + 5), f32(n, H + 5)   # 5 state columns of another layer
     tokens = rng.integers(0, V, size=n)
-    order = block_major_columns(H, parts)
+    edges = team_edges(H, parts, lead)
+    order = block_major_columns(edges)
+    assert edges[0] == 0 and edges[-1] == H and (np.diff(edges) >= 0).all() and (edges % 16 == 0)[:-1].all()
     assert sorted(order) == list(range(4 * H))               # a permutation of the columns
-    assert (block_major_columns(H, 1) == np.arange(4 * H)).all()
+    assert (block_major_columns(team_edges(H, 1)) == np.arange(4 * H)).all()
     builds = ("numba", "numpy") if core.numba_available() else ("numpy",)
     for backend in builds:
         for source, W_in in ((step.INPUT_LOOKUP, table), (step.INPUT_PRODUCT, Wx)):
             states = []
-            for p, cols in ((1, np.arange(4 * H)), (parts, order)):
+            for cuts, cols in ((np.array([0, H]), np.arange(4 * H)), (edges, order)):
                 h, c = h0.copy(), c0.copy()
+                h_next = np.full_like(h0, np.nan)               # every unit must be written
+                xw, u = np.empty(n * 4 * H, np.float32), np.empty(n * 4 * H, np.float32)
+                flat_in = (W_in[:, cols].ravel() if source == step.INPUT_LOOKUP   # row-major table
+                           else matvec.column_panels(W_in[:, cols]))
                 with minilstm.use_backend(backend):
-                    flat_in = (W_in[:, cols].ravel() if source == step.INPUT_LOOKUP   # row-major table
-                               else matvec.column_panels(W_in[:, cols]))
-                    step.layer_step(source, tokens, below, flat_in, matvec.column_panels(Wh[:, cols]),
-                                    b[cols].copy(),
-                                    np.empty((n, H), np.float32), c, h, 5, p,
-                                    np.empty(n * 4 * H, np.float32))
-                states.append((h, c))
+                    for lo, hi in zip(cuts[:-1], cuts[1:]):
+                        xw_p = xw[n * 4 * lo:n * 4 * hi].reshape((n, 4 * (hi - lo)))
+                        step.recurrent_block(h[:, 5:], matvec.column_panels(Wh[:, cols]), lo, hi, xw_p)
+                        step.finish_block(source, tokens, below, flat_in, b[cols].copy(), lo, hi, xw_p,
+                                          u[n * 4 * lo:n * 4 * hi].reshape((n, 4 * (hi - lo))), c, h_next, 5)
+                states.append((h_next, c))
             (h1, c1), (hp, cp) = states
-            assert not np.array_equal(h1[:, 5:], h0[:, 5:])   # the step did write the state
+            assert np.isfinite(h1[:, 5:]).all()                 # the step wrote every unit
             np.testing.assert_array_equal(hp, h1, err_msg=f"{backend}, source {source}")
             np.testing.assert_array_equal(cp, c1, err_msg=f"{backend}, source {source}")
-            np.testing.assert_array_equal(h1[:, :5], h0[:, :5])   # other layers' columns kept
+            np.testing.assert_array_equal(c1[:, :5], c0[:, :5])   # other layers' columns kept
+            assert np.isnan(h1[:, :5]).all()
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("dtype, n", [("float32", 1), ("float64", 3)])
 def test_threaded_plan_gives_the_same_text(vocab, backend, dtype, n):
-    """Products split over threads by output columns give the same text as one thread, for
-    several sequences at once too."""
+    """A team of threads, each running its block of every layer and meeting the others in
+    compiled loops, gives the same text as one thread, for several sequences at once too, and
+    with member 0's block shorter (it also chooses the tokens); the numpy build runs the same
+    protocol interpreted."""
     if backend == "numba" and not core.numba_available():
         pytest.skip("numba is not installed")
     model = make_model(vocab, dtype=dtype, hidden_sizes=(40, 24))
-    cfg = SampleConfig(prompt="abc ", length=150, seed=5, top_k=5, n=n)
+    cfg = SampleConfig(prompt="abc ", length=150, seed=5, top_k=5, n=n, chunk=40)
     texts = {}
     with minilstm.use_backend(backend):
-        for threads in (1, 2):
+        for threads, lead in ((1, 0), (2, 0), (2, 16), (3, 0)):
             sampler = Sampler(model, vocab)
-            sampler.plan = plan_model(model, threads=threads, min_weights=0)   # split every layer
-            assert (sampler.plan.layers[:, 6] == threads).all()
-            texts[threads] = sampler.generate(cfg)
-    assert texts[1] == texts[2] and len(texts[1]) == n and len(texts[1][0]) > 100
+            sampler.plan = plan_model(model, threads=threads, lead=lead)
+            assert sampler.plan.members == threads and sampler.plan.edges.shape == (2, threads + 1)
+            texts[threads, lead] = sampler.generate(cfg)
+            if n == 1:                                  # streamed in growing chunks: the same text
+                assert "".join(sampler.stream(cfg)) == texts[threads, lead][0]
+    assert len(set(map(tuple, texts.values()))) == 1
+    assert len(texts[1, 0]) == n and len(texts[1, 0][0]) > 100
 
 
 def test_priming_equals_feeding_tokens_one_at_a_time(vocab):
     model = make_model(vocab, hidden_sizes=(6, 5), head_hidden=4, head_norm="layer")
     ids = vocab.encode("abcabc ij!")
     logits, h, c = prime_logits(model, ids)
-    plan = plan_model(model)
+    for threads in (1, 2):                        # alone, and a team that primes together
+        np.testing.assert_array_equal(prime_logits(model, ids, threads)[0], logits)
+    plan = plan_model(model, threads=2)           # two blocks per layer, run here in order
     h1, c1 = np.zeros_like(h), np.zeros_like(c)
     step_logits = np.zeros((1, len(vocab)), model.dtype)
-    scratch = [np.empty(64, model.dtype), np.empty(64, model.dtype)]
+    scratch = [np.empty(64, model.dtype) for _ in range(3)]
     for token in ids:
-        forward_token(plan.weights, plan.layers, plan.head, plan.eps, np.array([token]), h1, c1,
-                      *scratch, step_logits)
+        h_next = np.zeros_like(h1)
+        forward_token(plan.weights, plan.layers, plan.edges, plan.head, plan.eps, np.array([token]), h1,
+                      h_next, c1, *scratch, step_logits)
+        h1 = h_next
     np.testing.assert_array_equal(h1, h)          # bit for bit: the same operations in order
     np.testing.assert_array_equal(c1, c)
     np.testing.assert_array_equal(step_logits[0], logits)
@@ -389,3 +394,53 @@ def test_empty_prompt_starts_from_the_start_token_or_a_newline(vocab):
 def test_sample_text_shortcut(vocab):
     text = sample_text(make_model(vocab), vocab, prompt="ab", length=25, temperature=0.8, seed=3)
     assert len(text) == 25 and set(text) <= set(vocab.tokens)
+
+
+def test_default_team_size(monkeypatch):
+    """On the numba build: the cores, at most one per 64 units of the widest layer, once some Wh
+    has 2^16 weights; else one thread, and always one on the numpy build (whose threads would
+    take turns on the interpreter lock)."""
+    monkeypatch.setattr(sample, "available_threads", lambda: 8)
+    small = LanguageModel(ModelConfig(vocab_size=5, embedding_dim=4, hidden_sizes=(64, 120)))
+    wide = LanguageModel(ModelConfig(vocab_size=5, embedding_dim=4, hidden_sizes=(64, 256)))
+    huge = LanguageModel(ModelConfig(vocab_size=5, embedding_dim=4, hidden_sizes=(1024,)))
+    with minilstm.use_backend("numpy"):
+        assert default_threads(wide) == 1 and plan_model(wide).members == 1
+    if core.numba_available():
+        with minilstm.use_backend("numba"):
+            assert default_threads(small) == 1                # Wh of 57,600 < 2^16 weights: alone
+            assert default_threads(wide) == 4                 # 256 units / 64
+            assert default_threads(huge) == 8                 # the cores
+            plan = plan_model(wide)
+            # blocks on multiples of 16 units; in the first layer member 0's is LEAD units shorter
+            assert sample.LEAD == 16
+            assert plan.members == 4 and plan.edges.tolist() == [[0, 0, 32, 48, 64],
+                                                                 [0, 64, 128, 192, 256]]
+    with pytest.raises(ValueError, match=r"plan_model: threads must be >= 1, got 0"):
+        plan_model(wide, threads=0)
+
+
+def test_a_failing_helper_thread_reaches_the_caller(vocab, monkeypatch):
+    """A helper that fails aborts the team: the caller's thread stops waiting for it and raises
+    the helper's error, instead of spinning forever."""
+    def broken(*args):
+        raise OSError("helper failed")
+    monkeypatch.setattr(sample, "assist", broken)
+    sampler = Sampler(make_model(vocab, hidden_sizes=(40,)), vocab)
+    sampler.plan = plan_model(sampler.model, threads=2)
+    started = time.perf_counter()
+    with pytest.raises(OSError, match="helper failed"):
+        sampler.generate(SampleConfig(prompt="ab", length=100))
+    assert time.perf_counter() - started < 60            # it ended (a hang would time out CI)
+
+
+def test_chunks_start_small_and_grow_to_the_limit(vocab, monkeypatch):
+    """Compiled calls start at FIRST_CHUNK tokens (the first text comes at once) and double while
+    a call is quick, never beyond ``chunk``; the pieces make up the whole sample."""
+    sampler = Sampler(make_model(vocab), vocab)
+    monkeypatch.setattr(sample, "CHUNK_SECONDS", 1e9)      # every call counts as quick
+    sizes = [piece.shape[1] for piece in sampler.token_chunks(SampleConfig(length=300, chunk=100))]
+    assert sizes == [16, 32, 64, 100, 88]
+    monkeypatch.setattr(sample, "CHUNK_SECONDS", 0.0)      # no call is quick: no growth
+    sizes = [piece.shape[1] for piece in sampler.token_chunks(SampleConfig(length=50))]
+    assert sizes == [16, 16, 16, 2]

@@ -25,53 +25,97 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import kernel
+from ._jit import atomic_load, atomic_store, kernel, spin_pause
 from .decode import choose_token
-from .matvec import matvec_gates
-from .step import INPUT_READY, forward_token, layer_step, output_head
+from .matvec import matvec_panels
+from .step import INPUT_READY, finish_block, output_head, recurrent_block, token_layers
+from .team import meet
 
 
 @kernel
-def prime(weights, layers, head, eps, prompt, h, c, logits):
-    """Run ``prompt`` (T,) through the model from the state h, c (1, S); logits (1, V) <- the
-    prediction after the last prompt token."""
+def prime(member, members, weights, layers, edges, head, eps, prompt, h, c, logits, outs, u, sync):
+    """Run ``prompt`` (T,) through the model from the state h, c (1, S), leaving the final state
+    there and, in member 0, logits (1, V) <- the prediction after the last prompt token.
+
+    Layer by layer: the input projections of all T positions first (table rows, or one product
+    over the layer below's outputs), then the T recurrent steps. As member ``member`` of a team
+    of ``members`` threads it runs block ``member`` of each layer and meets the others after
+    every position; alone (0 of 1) it runs every block. outs (T, S) and u (T, >= 4H) are
+    scratch shared by the team: the layers' outputs at every position, and the input
+    projections. Returns False if the team was aborted."""
     T = prompt.shape[0]
-    V = logits.shape[1]
-    below = np.empty((T, 1), dtype=h.dtype)
+    first, last = (0, edges.shape[1] - 1) if members == 1 else (member, member + 1)
+    count, below = 0, 0
     for layer in range(layers.shape[0]):
         H, D, off_in = layers[layer, 0], layers[layer, 1], layers[layer, 2]
         off_wh, off_b, off_s = layers[layer, 3], layers[layer, 4], layers[layer, 5]
-        parts = layers[layer, 6]
         G = 4 * H
-        xw = np.zeros((T, G), dtype=h.dtype)
-        if layer == 0:                                         # xw_t = (E @ Wx)[token_t]
-            table = weights[off_in:off_in + V * G].reshape(V, G)
-            for t in range(T):
-                xw[t] = table[prompt[t]]
-        else:                                                  # all positions in one product
-            matvec_gates(below, weights[off_in:off_in + D * G], xw, parts)
-        Wh = weights[off_wh:off_wh + H * G]
-        b = weights[off_b:off_b + G]
-        h_prev = np.empty((1, H), dtype=h.dtype)
-        out = np.empty((T, H), dtype=h.dtype)
-        for t in range(T):     # + h_{t-1} @ Wh + b, the cell (tokens, below, W_in unused: INPUT_READY)
-            layer_step(INPUT_READY, prompt, h, Wh, Wh, b, h_prev, c, h, off_s, parts, xw[t])
-            out[t] = h[0, off_s:off_s + H]
-        below = out
-    output_head(weights, head, eps, below[T - 1:T], np.empty(head[1] + 1, dtype=h.dtype), logits)
+        Wh, b = weights[off_wh:off_wh + H * G], weights[off_b:off_b + G]
+        for p in range(first, last):                           # this member's input projections
+            lo, hi = edges[layer, p], edges[layer, p + 1]
+            if layer == 0:                                     # x_t @ Wx = (E @ Wx)[token_t]
+                for t in range(T):
+                    row = off_in + G * np.int64(prompt[t])
+                    u[t, 4 * lo:4 * hi] = weights[row + 4 * lo:row + 4 * hi]
+            else:                                              # all positions in one product
+                u[:, 4 * lo:4 * hi] = 0.0
+                matvec_panels(outs[:, below:below + D], weights[off_in:off_in + D * G], 4 * lo, 4 * hi, u, 4 * lo)
+        xw = np.empty(G, dtype=h.dtype)
+        for t in range(T):
+            previous = h[:, off_s:off_s + H] if t == 0 else outs[t - 1:t, off_s:off_s + H]
+            for p in range(first, last):
+                lo, hi = edges[layer, p], edges[layer, p + 1]
+                xw_p = xw[4 * lo:4 * hi].reshape((1, 4 * (hi - lo)))
+                recurrent_block(previous, Wh, lo, hi, xw_p)
+                finish_block(INPUT_READY, prompt, outs, Wh, b, lo, hi, xw_p,
+                             u[t, 4 * lo:4 * hi].reshape((1, 4 * (hi - lo))), c, outs[t:t + 1], off_s)
+            if members > 1:
+                count += 1
+                if not meet(sync, member, members, count):
+                    return False
+        for p in range(first, last):    # every member has read h_0 (it met the others since)
+            lo, hi = edges[layer, p], edges[layer, p + 1]
+            h[:, off_s + lo:off_s + hi] = outs[T - 1:T, off_s + lo:off_s + hi]
+        below = off_s
+    if member == 0:
+        width = layers[layers.shape[0] - 1, 0]
+        output_head(weights, head, eps, outs[T - 1:T, below:below + width], np.empty(head[1] + 1, dtype=h.dtype),
+                    logits)
+    return True
 
 
 @kernel
-def generate(weights, layers, head, eps, tokens, h, c, xw_buf, z_buf, logits, steps, out,
-             temperature, top_k, top_p, greedy, penalty, seen, allowed_free, allowed_line,
-             stop_mask, finished, rng, p, heads, line_end, line_len, n_lines, comma, period,
-             progress):
-    """Generate up to ``steps`` tokens per sequence into out (n, steps).
+def generate(members, weights, layers, edges, head, eps, tokens, h2, c, xw_buf, u_buf, z_buf, logits,
+             steps, out, temperature, top_k, top_p, greedy, penalty, seen, allowed_free,
+             allowed_line, stop_mask, finished, rng, p, heads, line_end, line_len, n_lines, comma,
+             period, progress, sync):
+    """Generate up to ``steps`` tokens per sequence into out (n, steps), as member 0 of a team of
+    ``members`` threads (the others run :func:`assist`; alone, members == 1). The state is
+    h2[0], c (n, S) on entry and on return; h2[1] is where each step writes h_t.
 
-    Returns (steps done, -1) or, when the logits of sequence i are not finite, (step, i).
-    """
+    Returns (steps done, -1); (step, i) when the logits of sequence i are not finite; (step, -2)
+    when the team was aborted. Before returning it stops the team (``sync[STOP]``)."""
+    done, bad, now = generate_steps(members, weights, layers, edges, head, eps, tokens, h2, c, xw_buf,
+                                    u_buf, z_buf, logits, steps, out, temperature, top_k, top_p, greedy,
+                                    penalty, seen, allowed_free, allowed_line, stop_mask, finished, rng,
+                                    p, heads, line_end, line_len, n_lines, comma, period, progress, sync)
+    if now == 1:
+        h2[0] = h2[1]
+    atomic_store(sync, 8 * members, 1)         # team.meet's abort flag: the helpers return
+    return done, bad
+
+
+@kernel
+def generate_steps(members, weights, layers, edges, head, eps, tokens, h2, c, xw_buf, u_buf, z_buf,
+                   logits, steps, out, temperature, top_k, top_p, greedy, penalty, seen, allowed_free,
+                   allowed_line, stop_mask, finished, rng, p, heads, line_end, line_len, n_lines,
+                   comma, period, progress, sync):
+    """The loop of :func:`generate`; returns (done, bad, which of h2 holds the state)."""
     n = logits.shape[0]
     n_heads = heads.shape[0]
+    top = layers.shape[0] - 1
+    width, off_top = layers[top, 0], layers[top, 5]
+    now, count = 0, 0
     for step in range(steps):
         alive = False
         for i in range(n):
@@ -101,7 +145,7 @@ def generate(weights, layers, head, eps, tokens, h, c, xw_buf, z_buf, logits, st
                 token = choose_token(logits[i], allowed, seen[i], temperature, top_k, top_p,
                                      greedy, penalty, rng, p)
                 if token < 0:
-                    return step, i
+                    return step, i, now
             out[i, step] = token
             seen[i, token] = True
             tokens[i] = token
@@ -121,7 +165,42 @@ def generate(weights, layers, head, eps, tokens, h, c, xw_buf, z_buf, logits, st
                 finished[i] = True
             if not finished[i]:
                 alive = True
-        forward_token(weights, layers, head, eps, tokens, h, c, xw_buf, z_buf, logits)
+        if members > 1:
+            atomic_store(sync, 8 * (members + 1), step + 1)   # the tokens are chosen: helpers go on
+        count = token_layers(0, members, weights, layers, edges, logits.shape[1], tokens, h2[now],
+                             h2[1 - now], c, xw_buf, u_buf, sync, count, False)
+        if count < 0:
+            return step, -2, now
+        now = 1 - now
+        output_head(weights, head, eps, h2[now][:, off_top:off_top + width], z_buf, logits)
         if not alive:
-            return step + 1, -1
-    return steps, -1
+            return step + 1, -1, now
+    return steps, -1, now
+
+
+@kernel
+def assist(member, members, weights, layers, edges, vocab, tokens, h2, c, xw_buf, u_buf, sync):
+    """Member ``member`` >= 1 of the team that runs :func:`generate` with member 0. Per token:
+    its block's recurrent part of the first layer, as soon as h_{t-1} is complete (while member
+    0 computes the logits and chooses the token), then, once member 0 has published the tokens,
+    the rest of its blocks (``step.token_layers``). Returns when member 0 stops the team."""
+    n = tokens.shape[0]
+    H, off_wh, off_s = layers[0, 0], layers[0, 3], layers[0, 5]
+    lo, hi = edges[0, member], edges[0, member + 1]
+    xw = xw_buf[n * 4 * lo:n * 4 * hi].reshape((n, 4 * (hi - lo)))
+    stop, start = 8 * members, 8 * (members + 1)
+    count, step, now = 0, 0, 0
+    while True:
+        recurrent_block(h2[now][:, off_s:off_s + H], weights[off_wh:off_wh + 4 * H * H], lo, hi, xw)
+        spins = 0
+        while atomic_load(sync, start) <= step:
+            if atomic_load(sync, stop) != 0:
+                return
+            spin_pause(spins)
+            spins += 1
+        count = token_layers(member, members, weights, layers, edges, vocab, tokens, h2[now], h2[1 - now],
+                             c, xw_buf, u_buf, sync, count, True)
+        if count < 0:
+            return
+        step += 1
+        now = 1 - now

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import kernel, local_array, prange
+from ._jit import kernel, local_array
 
 PANEL = 64     # columns per panel: 4 AVX-512 or 8 AVX2 registers of float32 sums
 
@@ -147,31 +147,3 @@ def block_edges(N, parts, p):
     lo = (p * N // parts) // unit * unit
     hi = N if p == parts - 1 else ((p + 1) * N // parts) // unit * unit
     return lo, hi
-
-
-@kernel(parallel=True)
-def matvec_gates_split(x, W, y, parts):
-    """:func:`matvec_panels` over all 4H gate columns of a layer (y (n, 4H)), cut into the
-    layer's ``parts`` blocks of hidden units (:func:`block_edges` of H), one per thread in the
-    numba build. Every output element gets the same additions in the same order whatever
-    ``parts`` is, so the result is bit-identical."""
-    for p in prange(parts):
-        lo, hi = block_edges(y.shape[1] // 4, parts, p)
-        matvec_panels(x, W, 4 * lo, 4 * hi, y, 4 * lo)
-
-
-@kernel
-def matvec_gates(x, W, y, parts):
-    """y += x @ M for a layer's gate columns (:func:`matvec_gates_split`), on ``parts`` threads
-    in the numba build (see the variant below). The numpy build has no threads to share the
-    work, and the result is the same bits either way."""
-    matvec_panels(x, W, 0, y.shape[1], y, 0)
-
-
-@matvec_gates.numba_variant
-def matvec_gates_threads(x, W, y, parts):
-    # parts > 1 only where the plan found the weights large enough to repay waking the threads
-    if parts > 1:
-        matvec_gates_split(x, W, y, parts)
-    else:
-        matvec_panels(x, W, 0, y.shape[1], y, 0)
