@@ -230,24 +230,3 @@ def test_backend_info_reports_the_policy():
     assert info["backend"] == minilstm.backend()
     assert info["jit_options"]["fastmath"] is False and info["jit_options"]["cache"] is True
     assert info["numba"] == (_jit._numba.__version__ if core.numba_available() else None)
-
-
-@pytest.mark.skipif(not core.numba_available(), reason="numba's threading layers need numba")
-@pytest.mark.parametrize("layer, split", [("workqueue", False), ("omp", True)])
-def test_sampler_splits_products_only_on_a_fast_threading_layer(layer, split):
-    """With numba's fallback layer a parallel region costs more than a token: stay on one thread."""
-    code = (
-        "import numba, minilstm\n"
-        "from minilstm.core import parallel_threads, threading_layer\n"
-        "from minilstm.model import LanguageModel, ModelConfig\n"
-        "from minilstm.sample import plan_model\n"
-        "model = LanguageModel(ModelConfig(vocab_size=5, embedding_dim=4, hidden_sizes=(512,)))\n"
-        "print(threading_layer(), parallel_threads(), plan_model(model).layers[0, 6], numba.get_num_threads())\n"
-    )
-    result = _run(code, NUMBA_THREADING_LAYER=layer, NUMBA_NUM_THREADS="2")
-    if layer == "omp" and result.returncode != 0 and "threading layer" in result.stderr:
-        pytest.skip("numba cannot load its OpenMP layer here (no libgomp)")
-    assert result.returncode == 0, result.stderr
-    name, threads, parts, numba_threads = result.stdout.split()
-    assert (name, numba_threads) == (layer, "2")
-    assert int(threads) == int(parts) == (2 if split else 1)

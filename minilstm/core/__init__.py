@@ -5,8 +5,7 @@ once in NumPy that runs either interpreted (backend "numpy") or compiled by Numb
 "numba"); see ``_jit.py``. Backward functions add parameter gradients into buffers the caller
 owns and return input gradients.
 """
-from ._jit import (backend, backend_info, numba_available, parallel_threads, set_backend,
-                   threading_layer, use_backend)
+from ._jit import backend, backend_info, numba_available, set_backend, use_backend
 from .activation import relu_backward, relu_forward
 from .dropout import dropout_backward, dropout_forward, dropout_mask
 from .embedding import embedding_backward, embedding_forward
@@ -20,8 +19,7 @@ from .optim import (adam_update, clip_grad_norm, clip_grad_value, grad_norm, rms
                     sgd_update)
 
 __all__ = [
-    "backend", "backend_info", "numba_available", "parallel_threads", "set_backend", "threading_layer",
-    "use_backend",
+    "backend", "backend_info", "numba_available", "set_backend", "use_backend",
     "relu_backward", "relu_forward",
     "dropout_backward", "dropout_forward", "dropout_mask",
     "embedding_backward", "embedding_forward",

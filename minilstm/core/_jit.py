@@ -23,11 +23,12 @@ passes that would otherwise allocate temporaries). Each variant has a parity tes
 JIT policy (set once, here): ``cache=True`` so compiled code is reused across processes;
 ``fastmath=False`` (no benchmark has shown a gain worth giving up IEEE semantics, and the
 no-NaN/no-Inf flags would break the NaN checks the trainer relies on); ``error_model="numpy"``
-so a division by zero gives inf/nan like NumPy instead of raising. No ``parallel=True`` in
-training: the BLAS thread pool already uses the cores, and a second pool competing for them made
-the matrix products slower. The one exception is declared with ``@kernel(parallel=True)``: the
-sampler's large matrix-vector products, which call no BLAS and split independent output columns
-over the threads with :func:`prange` (``range`` in the numpy build, ``numba.prange`` compiled).
+so a division by zero gives inf/nan like NumPy instead of raising. No ``parallel=True``: the
+BLAS thread pool already uses the cores in training, and a second pool competing for them made
+the matrix products slower. Where kernels share work between threads (training's LSTM teams,
+the sampler), the threads are Python threads, each running a compiled loop with the GIL
+released (``nogil``), and they meet on shared counters (:func:`atomic_load`,
+:func:`atomic_store`); see ``team.py``.
 
 Where compiled code is cached: Numba invalidates a cached function when *its own* source file
 changes, not when a helper it calls from another file does, so after an edit or an upgrade a
@@ -136,19 +137,6 @@ def backend_info() -> dict:
     }
 
 
-def prange(*args):
-    """``range`` in the numpy build; ``numba.prange`` (iterations spread over threads) in the
-    numba build of a ``@kernel(parallel=True)``. Only for loops whose iterations are independent."""
-    return range(*args)
-
-
-# Numba's threading layers whose fork and join are cheap enough for a parallel region per
-# generated token. An empty 2-thread region measured 1.3 us with "omp" and 2.5 us with "tbb", but
-# 100 us with "workqueue", the layer numba falls back to when neither libgomp (OpenMP) nor TBB is
-# installed: more than a whole token takes at H=512 (50 us), so there the kernels stay on one thread.
-FAST_THREADING_LAYERS = ("omp", "tbb")
-
-
 # Cross-thread signalling for kernels that run as a team of threads (``lstm_team.py``). In the
 # numpy build these are plain Python; the numba build maps them to the LLVM intrinsics below.
 # A busy wait this long (about 0.1 ms) before a waiting thread starts yielding its core: the
@@ -254,23 +242,6 @@ def _intrinsics() -> dict:
             "local_array": stack_array}
 
 
-def threading_layer() -> str:
-    """Numba's threading layer ("omp", "tbb" or "workqueue"; starts its threads), "" on numpy."""
-    if _State.backend != "numba":
-        return ""
-    numba = _import_numba()
-    numba.get_num_threads()          # launches the thread pool, which picks the layer
-    return numba.threading_layer()
-
-
-def parallel_threads() -> int:
-    """How many threads a parallel kernel should use now: numba's thread count where its
-    threading layer is one of ``FAST_THREADING_LAYERS``, else 1 (and 1 on numpy)."""
-    if threading_layer() not in FAST_THREADING_LAYERS:
-        return 1
-    return int(_import_numba().get_num_threads())
-
-
 class Kernel:
     """A function with a numpy build (the source itself) and a numba build (compiled lazily).
 
@@ -278,10 +249,9 @@ class Kernel:
     ``kernel.jitted`` the compiled one (tests call both to check they agree).
     """
 
-    def __init__(self, fn, parallel=False):
+    def __init__(self, fn):
         functools.update_wrapper(self, fn)
         self.py = fn
-        self.parallel = parallel
         self._variant = None
         self._jitted = None
 
@@ -307,7 +277,7 @@ class Kernel:
                 if self._jitted is None:
                     source = _with_jitted_helpers(self._variant or self.py)
                     with _kernel_cache_dir(numba):
-                        self._jitted = numba.njit(**JIT_OPTIONS, parallel=self.parallel)(source)
+                        self._jitted = numba.njit(**JIT_OPTIONS)(source)
         return self._jitted
 
     def __call__(self, *args):
@@ -351,8 +321,6 @@ def _with_jitted_helpers(fn):
         value = fn.__globals__.get(name)
         if isinstance(value, Kernel):
             namespace[name] = value.jitted
-        elif value is prange:
-            namespace[name] = _numba.prange
         elif any(value is f for f in _INTRINSICS):
             namespace[name] = _intrinsics()[value.__name__]
     copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
@@ -365,13 +333,6 @@ def _with_jitted_helpers(fn):
 _INTRINSICS = (atomic_load, atomic_store, spin_pause, local_array)
 
 
-def kernel(fn=None, *, parallel=False):
-    """Decorator: make ``fn`` a :class:`Kernel` (numpy build now, numba build on first use).
-
-    ``@kernel(parallel=True)`` compiles with Numba's ``parallel=True`` so that its ``prange``
-    loops run on threads; the numpy build runs them in order.
-    """
-    if fn is None:
-        return functools.partial(Kernel, parallel=parallel)
-    return Kernel(fn, parallel=parallel)
-
+def kernel(fn):
+    """Decorator: make ``fn`` a :class:`Kernel` (numpy build now, numba build on first use)."""
+    return Kernel(fn)
