@@ -9,12 +9,14 @@ The prompt is run through the model as one sequence; then tokens are produced by
 loop of ``core.generate`` in chunks (no Python per token) and yielded as text as each chunk
 completes. A seed fixes the output: the same checkpoint and seed give the same text in any
 process, with or without the JIT (all arithmetic of the sampling path is done in a fixed order,
-see ``core/step.py``, and the random numbers come from ``core.rng``).
+see ``core/step.py``, and the random numbers come from ``core.rng``), whatever the number of
+threads that generate together (``sample_team.py``; :func:`default_threads`).
 """
 from __future__ import annotations
 
 import math
 import time
+import weakref
 import unicodedata
 from dataclasses import dataclass, fields
 from typing import Iterator
@@ -31,10 +33,19 @@ from .data import UnknownSymbolError
 from .parallel import available_threads
 from .sample_team import SampleTeam
 
-# Each compiled call generates a chunk of tokens, and streaming yields after each. Calls start
-# small, so the first text comes at once, and double while one takes less than CHUNK_SECONDS,
-# so the cost of a call (about 0.1 ms with a team of threads) stays near 1 %.
-FIRST_CHUNK, CHUNK_SECONDS = 16, 0.01
+# Each compiled call generates a chunk of tokens, and streaming yields after each. A call is
+# sized to take about CHUNK_SECONDS at the speed measured so far (priming's, for the first), so
+# the text comes steadily whatever the model's size, and the cost of a call (0.05-0.1 ms with a
+# team of threads: waking the helpers and hearing back) stays near 1 %.
+CHUNK_SECONDS = 0.01
+
+
+def chunk_size(seconds: float, tokens: int, limit: int) -> int:
+    """Tokens for the next call, when ``tokens`` took ``seconds``: CHUNK_SECONDS' worth, from 1
+    to ``limit``."""
+    if tokens <= 0 or seconds <= 0:
+        return limit
+    return int(min(max(CHUNK_SECONDS * tokens / seconds, 1), limit))
 NEVER_GENERATED = ("pad", "start", "unk")     # specials a model should never emit
 LINE_ENDS = "。！？!?."                          # default line ends for acrostic verse
 
@@ -63,7 +74,7 @@ class SampleConfig:
     poem_lines: int = 4               # poem shape: number of lines
     include_prompt: bool = False      # start the returned text with the prompt
     chunk: int = 1024                 # most tokens per compiled call (streaming yields after each;
-                                      #   calls start at 16 and double while under CHUNK_SECONDS)
+                                      #   a call is sized to take about CHUNK_SECONDS)
 
     def __post_init__(self):
         self.stop = tuple(self.stop) if not isinstance(self.stop, str) else (self.stop,)
@@ -229,6 +240,7 @@ class Sampler:
                              f"{model.config.vocab_size}")
         self.model, self.vocab = model, vocab
         self.plan = plan_model(model)
+        self._team = SampleTeam(1)
         self.last_seed = None
         V = len(vocab)
         self._never = np.zeros(V, dtype=bool)
@@ -305,45 +317,56 @@ class Sampler:
                  if cfg.acrostic else np.zeros(0, dtype=np.int64))
         comma, period = self._poem_ids(cfg)
         allowed, allowed_line, stop, line_end = self._masks(cfg)
-        with SampleTeam(plan.members) as team:
-            h1, c1, logits1 = self._prime(prompt, team)
-            h2 = np.repeat(h1[None], 2, axis=0).repeat(n, axis=1)     # (2, n, S): h_{t-1}, h_t
-            c, logits = np.repeat(c1, n, axis=0), np.repeat(logits1, n, axis=0)
-            xw_buf, u_buf, z_buf = (np.empty(n * self._widest(), dtype) for _ in range(3))
-            tokens = np.full(n, prompt[-1], dtype=np.int64)
-            seen = np.zeros((n, V), dtype=bool)
-            finished = np.zeros(n, dtype=bool)
-            progress = np.zeros((n, 3), dtype=np.int64)
-            rng = seed_state(self._seed(cfg.seed))
-            p = np.empty(V, dtype=np.float64)
-            members, remaining, size = plan.members, cfg.length, min(FIRST_CHUNK, cfg.chunk)
-            while remaining > 0 and not finished.all():
-                steps = min(size, remaining)
-                out = np.full((n, steps), -1, dtype=np.int64)
+        team = self._team_of(plan.members)
+        started = time.perf_counter()
+        h1, c1, logits1 = self._prime(prompt, team)
+        size = chunk_size(time.perf_counter() - started, len(prompt), cfg.chunk)
+        h2 = np.repeat(h1[None], 2, axis=0).repeat(n, axis=1)     # (2, n, S): h_{t-1}, h_t
+        c, logits = np.repeat(c1, n, axis=0), np.repeat(logits1, n, axis=0)
+        xw_buf, u_buf, z_buf = (np.empty(n * self._widest(), dtype) for _ in range(3))
+        tokens = np.full(n, prompt[-1], dtype=np.int64)
+        seen = np.zeros((n, V), dtype=bool)
+        finished = np.zeros(n, dtype=bool)
+        progress = np.zeros((n, 3), dtype=np.int64)
+        rng = seed_state(self._seed(cfg.seed))
+        p = np.empty(V, dtype=np.float64)
+        members, remaining = plan.members, cfg.length
+        while remaining > 0 and not finished.all():
+            steps = min(size, remaining)
+            out = np.full((n, steps), -1, dtype=np.int64)
 
-                def lead(sync):
-                    return generate(members, plan.weights, plan.layers, plan.edges, plan.head, plan.eps,
-                                    tokens, h2, c, xw_buf, u_buf, z_buf, logits, steps, out,
-                                    float(cfg.temperature), int(cfg.top_k), float(cfg.top_p),
-                                    bool(cfg.greedy), float(cfg.repetition_penalty), seen, allowed,
-                                    allowed_line, stop, finished, rng, p, heads, line_end,
-                                    int(cfg.poem_line), int(cfg.poem_lines), comma, period, progress, sync)
+            def lead(sync):
+                return generate(members, plan.weights, plan.layers, plan.edges, plan.head, plan.eps,
+                                tokens, h2, c, xw_buf, u_buf, z_buf, logits, steps, out,
+                                float(cfg.temperature), int(cfg.top_k), float(cfg.top_p),
+                                bool(cfg.greedy), float(cfg.repetition_penalty), seen, allowed,
+                                allowed_line, stop, finished, rng, p, heads, line_end,
+                                int(cfg.poem_line), int(cfg.poem_lines), comma, period, progress, sync)
 
-                def helper(m, sync):
-                    assist(m, members, plan.weights, plan.layers, plan.edges, V, tokens, h2, c, xw_buf,
-                           u_buf, sync)
+            def helper(m, sync):
+                assist(m, members, plan.weights, plan.layers, plan.edges, V, tokens, h2, c, xw_buf,
+                       u_buf, sync)
 
-                started = time.perf_counter()
-                done, bad = team.run(lead, helper)
-                if time.perf_counter() - started < CHUNK_SECONDS:
-                    size = min(2 * size, cfg.chunk)
-                if bad == -2:
-                    raise RuntimeError("Sampler: a generation thread stopped the team")
-                if bad >= 0:
-                    raise SamplingError(f"the model's logits for sample {bad} contain NaN or Inf at "
-                                        f"generated position {cfg.length - remaining + done}; stopped")
-                yield out[:, :done]
-                remaining -= done
+            started = time.perf_counter()
+            done, bad = team.run(lead, helper)
+            size = chunk_size(time.perf_counter() - started, done, cfg.chunk)
+            if bad == -2:
+                raise RuntimeError("Sampler: a generation thread stopped the team")
+            if bad >= 0:
+                raise SamplingError(f"the model's logits for sample {bad} contain NaN or Inf at "
+                                    f"generated position {cfg.length - remaining + done}; stopped")
+            yield out[:, :done]
+            remaining -= done
+
+    def _team_of(self, members: int) -> SampleTeam:
+        """The team of ``members`` threads this sampler generates with, kept from call to call
+        (its helper threads wait, idle, in between): starting threads for every call measured
+        as much as a few hundred tokens take at H=128."""
+        if self._team.members != members:
+            self._team.close()
+            self._team = SampleTeam(members)
+            weakref.finalize(self, self._team.close)
+        return self._team
 
     def _widest(self) -> int:
         """Scratch elements per sequence the step kernels need: the widest 4H or dense head."""

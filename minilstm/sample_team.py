@@ -39,8 +39,10 @@ class SampleTeam:
         ``lead`` returns, once every helper has returned. The stop flag is raised when ``lead``
         returns (or fails), and by a helper that fails, whose error is then raised here."""
         sync = self.new_sync()
-        if self._pool is None:
+        if self.members == 1:
             return lead(sync)
+        if self._pool is None:        # the others would wait for helpers that never start
+            raise RuntimeError(f"SampleTeam.run: the team of {self.members} threads is closed")
         stop = 8 * self.members
 
         def guarded(m):
@@ -62,6 +64,7 @@ class SampleTeam:
         return result
 
     def close(self) -> None:
+        """End the helper threads (after any call in progress); the team cannot run again."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

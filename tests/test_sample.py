@@ -434,13 +434,16 @@ def test_a_failing_helper_thread_reaches_the_caller(vocab, monkeypatch):
     assert time.perf_counter() - started < 60            # it ended (a hang would time out CI)
 
 
-def test_chunks_start_small_and_grow_to_the_limit(vocab, monkeypatch):
-    """Compiled calls start at FIRST_CHUNK tokens (the first text comes at once) and double while
-    a call is quick, never beyond ``chunk``; the pieces make up the whole sample."""
+def test_chunks_are_sized_by_the_measured_speed(vocab, monkeypatch):
+    """Each compiled call is sized to take about CHUNK_SECONDS at the speed measured so far
+    (priming's for the first call), from 1 token up to ``chunk``; the pieces make up the sample."""
+    assert sample.chunk_size(0.001, 10, 1024) == 100          # 10 us a token: 10 ms is 1,000
+    assert sample.chunk_size(1.0, 10, 1024) == 1               # slower than 10 ms a token
+    assert sample.chunk_size(1e-9, 10, 1024) == 1024           # never beyond the limit
     sampler = Sampler(make_model(vocab), vocab)
-    monkeypatch.setattr(sample, "CHUNK_SECONDS", 1e9)      # every call counts as quick
+    monkeypatch.setattr(sample, "CHUNK_SECONDS", 1e9)      # every call may be as long as it likes
     sizes = [piece.shape[1] for piece in sampler.token_chunks(SampleConfig(length=300, chunk=100))]
-    assert sizes == [16, 32, 64, 100, 88]
-    monkeypatch.setattr(sample, "CHUNK_SECONDS", 0.0)      # no call is quick: no growth
-    sizes = [piece.shape[1] for piece in sampler.token_chunks(SampleConfig(length=50))]
-    assert sizes == [16, 16, 16, 2]
+    assert sizes == [100, 100, 100]
+    monkeypatch.setattr(sample, "CHUNK_SECONDS", 0.0)      # as short as can be: one token a call
+    sizes = [piece.shape[1] for piece in sampler.token_chunks(SampleConfig(length=5))]
+    assert sizes == [1, 1, 1, 1, 1]

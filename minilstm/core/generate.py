@@ -4,9 +4,19 @@
 input is a table lookup, every other layer's input projection is one product over all prompt
 positions), leaving the final state and the logits of the last position. ``generate`` then
 repeats, for ``steps`` tokens and n sequences at once: choose a token from the logits
-(``decode.choose_token``), apply the constraints, feed the token back (``step.forward_token``).
+(``decode.choose_token``), apply the constraints, feed the token back (``step.token_layers``).
 The caller gets control back only after a chunk of tokens, so no Python runs per token; it
 calls again, with all state carried in the arrays, to continue (which is how output streams).
+
+Teams. Both loops can run as a team of threads (``minilstm.sample_team``), each member owning
+one block of hidden units of every layer (``step.py``) and meeting the others on shared
+counters (``team.meet``): in ``prime`` after every position, in ``generate`` before every layer
+but the first and after the last. Member 0 runs ``generate``; the others run ``assist``, which
+starts the next token's first-layer recurrent product h_{t-1} @ Wh as soon as h_{t-1} is
+complete, while member 0 computes the logits and chooses the token, and waits for member 0's
+word (``sync[8 (members + 1)]``, the step whose tokens are chosen) only to add the token's
+input. Per token at H=512 L=1 on two cores: 27.9 us, against 31-32 us with a parallel region
+per layer and token, where the logits and the choice kept the second core idle.
 
 Constraints, per sequence, with ``progress`` (n, 3) = [position in line, line number, next head]
 carried across calls:
@@ -18,8 +28,8 @@ carried across calls:
 Finished sequences write -1.
 
 Equivalence: priming then generating gives exactly the state and logits that feeding the same
-tokens one at a time through ``forward_token`` gives (``tests/test_sample.py`` checks it), since
-both perform the same operations in the same order.
+tokens one at a time through ``step.forward_token`` gives, alone or as a team of any size
+(``tests/test_sample.py`` checks it), since every element sees the same operations in order.
 """
 from __future__ import annotations
 
