@@ -447,3 +447,21 @@ def test_chunks_are_sized_by_the_measured_speed(vocab, monkeypatch):
     monkeypatch.setattr(sample, "CHUNK_SECONDS", 0.0)      # as short as can be: one token a call
     sizes = [piece.shape[1] for piece in sampler.token_chunks(SampleConfig(length=5))]
     assert sizes == [1, 1, 1, 1, 1]
+
+
+def test_team_members_run_on_separate_cores(monkeypatch):
+    """Helpers each get a core of their own from the end of the allowed set, member 0 the rest,
+    during a call only: the caller's own CPU set is given back afterwards."""
+    from minilstm import sample_team
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    before = os.sched_getaffinity(0)
+    with SampleTeam(2) as team:
+        seen = team.run(lambda sync: os.sched_getaffinity(0), lambda m, sync: None)
+    assert os.sched_getaffinity(0) == before
+    if len(before) >= 2:
+        assert seen == set(sorted(before)[:-1])
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert sample_team._separate_cpus(2) == [{0, 1, 2}, {3}]
+    assert sample_team._separate_cpus(3) == [{0, 1}, {3}, {2}]
+    assert sample_team._separate_cpus(5) is None               # fewer cores than members
