@@ -317,7 +317,9 @@ class Sampler:
                  if cfg.acrostic else np.zeros(0, dtype=np.int64))
         comma, period = self._poem_ids(cfg)
         allowed, allowed_line, stop, line_end = self._masks(cfg)
-        team = self._team_of(plan.members)
+        # The numpy build runs every block on this thread: its threads would take turns on the
+        # interpreter lock (the same plan, the same text).
+        team = self._team_of(plan.members if backend() == "numba" else 1)
         started = time.perf_counter()
         h1, c1, logits1 = self._prime(prompt, team)
         size = chunk_size(time.perf_counter() - started, len(prompt), cfg.chunk)
@@ -330,7 +332,7 @@ class Sampler:
         progress = np.zeros((n, 3), dtype=np.int64)
         rng = seed_state(self._seed(cfg.seed))
         p = np.empty(V, dtype=np.float64)
-        members, remaining = plan.members, cfg.length
+        members, remaining = team.members, cfg.length
         while remaining > 0 and not finished.all():
             steps = min(size, remaining)
             out = np.full((n, steps), -1, dtype=np.int64)

@@ -179,7 +179,7 @@ def test_threaded_plan_gives_the_same_text(vocab, backend, dtype, n):
     """A team of threads, each running its block of every layer and meeting the others in
     compiled loops, gives the same text as one thread, for several sequences at once too, and
     with member 0's block shorter (it also chooses the tokens); the numpy build runs the same
-    protocol interpreted."""
+    plans' blocks on one thread."""
     if backend == "numba" and not core.numba_available():
         pytest.skip("numba is not installed")
     model = make_model(vocab, dtype=dtype, hidden_sizes=(40, 24))
@@ -201,8 +201,14 @@ def test_priming_equals_feeding_tokens_one_at_a_time(vocab):
     model = make_model(vocab, hidden_sizes=(6, 5), head_hidden=4, head_norm="layer")
     ids = vocab.encode("abcabc ij!")
     logits, h, c = prime_logits(model, ids)
-    for threads in (1, 2):                        # alone, and a team that primes together
-        np.testing.assert_array_equal(prime_logits(model, ids, threads)[0], logits)
+    builds = ("numba", "numpy") if core.numba_available() else ("numpy",)
+    for backend in builds:                        # a team that primes together, compiled and
+        with minilstm.use_backend(backend):       # interpreted (Python threads, the same meetings)
+            for threads in (2, 3):
+                team_logits, team_h, team_c = prime_logits(model, ids, threads)
+                np.testing.assert_array_equal(team_logits, logits, err_msg=f"{backend}, {threads} threads")
+                np.testing.assert_array_equal(team_h, h)
+                np.testing.assert_array_equal(team_c, c)
     plan = plan_model(model, threads=2)           # two blocks per layer, run here in order
     h1, c1 = np.zeros_like(h), np.zeros_like(c)
     step_logits = np.zeros((1, len(vocab)), model.dtype)
