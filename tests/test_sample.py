@@ -97,7 +97,7 @@ def test_both_builds_give_bit_identical_logits(vocab, variant, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("K, N", [(37, 24), (37, 64), (5, 100), (37, 200), (64, 2048)])
+@pytest.mark.parametrize("K, N", [(37, 24), (37, 64), (37, 65), (5, 100), (9, 129), (37, 200), (64, 2048)])
 def test_column_panel_products_are_bit_identical(K, N, dtype):
     """matvec_panels on the column-panel layout, whole or from a panel edge, against matvec_rows
     on the row-major matrix, in both builds: the same additions in the same order, so equality
@@ -121,6 +121,11 @@ def test_column_panel_products_are_bit_identical(K, N, dtype):
     loops = y0.copy()                   # the numba build's sources, interpreted: the same sums
     matvec.matvec_panels_loops(x, panels, 0, N, loops, 0)
     np.testing.assert_array_equal(loops, expected)
+    if N == matvec.PANEL + 1:           # a whole panel and a last panel of one column
+        pair = y0.copy()
+        matvec.matvec_panel_column_loops(x, panels[:K * matvec.PANEL].reshape(K, matvec.PANEL),
+                                         panels[K * matvec.PANEL:], pair, 0)
+        np.testing.assert_array_equal(pair, expected)
     if N >= matvec.PANEL:
         first = y0.copy()
         matvec.matvec_panel_loops(x, panels[:K * matvec.PANEL].reshape(K, matvec.PANEL), first, 0)
@@ -427,17 +432,25 @@ def test_default_team_size(monkeypatch):
 
 
 def test_a_failing_helper_thread_reaches_the_caller(vocab, monkeypatch):
-    """A helper that fails aborts the team: the caller's thread stops waiting for it and raises
-    the helper's error, instead of spinning forever."""
+    """A helper that fails aborts the team: the caller's thread stops waiting for it (a meeting
+    in a kernel returns False) and raises the helper's error, instead of spinning forever."""
+    from minilstm.core.team import meet
+
     def broken(*args):
         raise OSError("helper failed")
-    monkeypatch.setattr(sample, "assist", broken)
-    sampler = Sampler(make_model(vocab, hidden_sizes=(40,)), vocab)
-    sampler.plan = plan_model(sampler.model, threads=2)
-    started = time.perf_counter()
-    with pytest.raises(OSError, match="helper failed"):
-        sampler.generate(SampleConfig(prompt="ab", length=100))
-    assert time.perf_counter() - started < 60            # it ended (a hang would time out CI)
+    waited = []
+    with SampleTeam(2) as team:
+        with pytest.raises(OSError, match="helper failed"):
+            team.run(lambda sync: waited.append(meet(sync, 0, 2, 1)), broken)
+    assert waited == [False]
+    if core.numba_available():                  # and through the sampler's compiled loops
+        monkeypatch.setattr(sample, "assist", broken)
+        sampler = Sampler(make_model(vocab, hidden_sizes=(40,)), vocab)
+        sampler.plan = plan_model(sampler.model, threads=2)
+        started = time.perf_counter()
+        with minilstm.use_backend("numba"), pytest.raises(OSError, match="helper failed"):
+            sampler.generate(SampleConfig(prompt="ab", length=100))
+        assert time.perf_counter() - started < 60        # it ended (a hang would time out CI)
 
 
 def test_chunks_are_sized_by_the_measured_speed(vocab, monkeypatch):

@@ -107,6 +107,10 @@ def matvec_panels_loops(x, W, lo, hi, y, at):
     K = x.shape[1]
     for s in range(lo, hi, PANEL):
         width = min(PANEL, hi - s)
+        if width == PANEL and hi - s == PANEL + 1:      # a last panel of one column follows
+            matvec_panel_column(x, W[K * s:K * (s + PANEL)].reshape((K, PANEL)), W[K * (s + PANEL):K * hi],
+                                y, at + s - lo)
+            return
         if width == PANEL:
             matvec_panel(x, W[K * s:K * (s + PANEL)].reshape((K, PANEL)), y, at + s - lo)
         else:                                # a narrower last panel: the row-major loop
@@ -136,6 +140,35 @@ def matvec_panel_loops(x, panel, y, at):
                 acc[j] = acc[j] + a * Wk[j]
         for j in range(PANEL):
             yi[j] = acc[j]
+
+
+@kernel
+def matvec_panel_column(x, panel, column, y, at):
+    """y[:, at:at + PANEL + 1] += x @ [panel, column] for a whole panel (K, PANEL) and the one
+    column (K,) after it, in order over k."""
+    matvec_columns(x, panel, 0, PANEL, y, at)
+    matvec_columns(x, column.reshape((column.shape[0], 1)), 0, 1, y, at + PANEL)
+
+
+@matvec_panel_column.numba_variant
+def matvec_panel_column_loops(x, panel, column, y, at):
+    # A one-column panel is a chain of K dependent additions: alone (the 65th output of a
+    # character model at K=512) it waited on their latency, 0.77 us. Summed in a scalar beside
+    # the panel's loop, its additions fill the time the panel's stream leaves.
+    acc = local_array(panel, PANEL)
+    for i in range(x.shape[0]):
+        yi = y[i, at:at + PANEL]
+        for j in range(PANEL):
+            acc[j] = yi[j]
+        last = y[i, at + PANEL]
+        for k in range(panel.shape[0]):
+            a, Wk = x[i, k], panel[k]
+            for j in range(PANEL):
+                acc[j] = acc[j] + a * Wk[j]
+            last = last + a * column[k]
+        for j in range(PANEL):
+            yi[j] = acc[j]
+        y[i, at + PANEL] = last
 
 
 @kernel
