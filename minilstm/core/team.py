@@ -4,7 +4,8 @@
 the parts, all get the result); ``meet`` is the meeting point inside compiled loops, a busy
 wait on one int64 counter per member (acquire/release, ``_jit.atomic_load``/``atomic_store``),
 which took 0.1-0.3 us on 2 cores. Used by ``lstm_team.py``, where the members meet once per
-LSTM time step; see there for why.
+LSTM time step (see there for why), and by the sampler (``step.py``, ``generate.py``), where
+they meet between the layers of every generated token.
 
 A member that fails must call :meth:`Team.abort` (``minilstm.parallel`` does): every wait of
 the others, in Python or in a kernel, then ends with :class:`TeamAborted` instead of forever.
