@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 import unicodedata
+import weakref
 from dataclasses import dataclass, fields
 from typing import Iterator
 
@@ -27,7 +27,7 @@ from .core import backend
 from .core.generate import assist, generate, prime
 from .core.lstm_team import own_columns
 from .core.rng import seed_state
-from .core.matvec import block_edges, column_panels, matvec_rows
+from .core.matvec import PANEL, block_edges, column_panels, matvec_rows
 from .core.step import HEAD_AFFINE, HEAD_DENSE, HEAD_LAYER_NORM, HEAD_NONE, forward_token
 from .data import UnknownSymbolError
 from .parallel import available_threads
@@ -46,6 +46,8 @@ def chunk_size(seconds: float, tokens: int, limit: int) -> int:
     if tokens <= 0 or seconds <= 0:
         return limit
     return int(min(max(CHUNK_SECONDS * tokens / seconds, 1), limit))
+
+
 NEVER_GENERATED = ("pad", "start", "unk")     # specials a model should never emit
 LINE_ENDS = "。！？!?."                          # default line ends for acrostic verse
 
@@ -155,11 +157,13 @@ def default_threads(model, min_weights: int = PARALLEL_MIN_WEIGHTS) -> int:
 
 def team_edges(H: int, members: int, lead: int = 0) -> np.ndarray:
     """The unit edges of a layer of H units cut into one block per member (``matvec.
-    block_edges``: near equal, on multiples of 16), member 0's block ``lead`` units shorter
-    (rounded down to 16; it is also the one that computes the logits and chooses the token)."""
+    block_edges``: near equal, on multiples of PANEL / 4 = 16 units, so that a block's gate
+    columns are whole panels), member 0's block ``lead`` units shorter (rounded down to 16; it
+    is also the one that computes the logits and chooses the token)."""
+    unit = PANEL // 4
     edges = [block_edges(H, members, p)[0] for p in range(members)] + [H]
     if members > 1:
-        edges[1] = max(0, edges[1] - lead // 16 * 16)
+        edges[1] = max(0, edges[1] - lead // unit * unit)
     return np.array(edges, dtype=np.int64)
 
 
