@@ -86,9 +86,9 @@ def _separate_cpus(members: int):
     of the allowed ones, member 0 on all the rest; None where that cannot be done.
 
     Why: a helper woken for a call was sometimes placed on the core of the thread that woke it,
-    and two members busy-waiting for each other on one core take turns at scheduler speed. Ten
-    calls at H=128 (2,000 characters each, after a 0.3 s pause) made 34,000-258,000 chars/s,
-    bimodal; with the members on separate cores, 185,000-268,000."""
+    and two members busy-waiting for each other on one core take turns at scheduler speed. Three
+    series of five calls at H=128 (2,000 characters each, after a 0.3 s pause) made
+    33,523-267,444 chars/s, bimodal; with the members on separate cores, 185,471-268,441."""
     if not hasattr(os, "sched_getaffinity"):
         return None
     allowed = sorted(os.sched_getaffinity(0))
