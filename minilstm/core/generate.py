@@ -38,7 +38,7 @@ import numpy as np
 from ._jit import atomic_load, atomic_store, kernel, spin_pause
 from .decode import choose_token
 from .matvec import matvec_panels
-from .step import INPUT_READY, finish_block, output_head, recurrent_block, token_layers
+from .step import INPUT_LOOKUP, INPUT_READY, finish_block, output_head, recurrent_block, token_layers
 from .team import meet
 
 
@@ -47,12 +47,14 @@ def prime(member, members, weights, layers, edges, head, eps, prompt, h, c, logi
     """Run ``prompt`` (T,) through the model from the state h, c (1, S), leaving the final state
     there and, in member 0, logits (1, V) <- the prediction after the last prompt token.
 
-    Layer by layer: the input projections of all T positions first (table rows, or one product
-    over the layer below's outputs), then the T recurrent steps. As member ``member`` of a team
+    Layer by layer: above the first layer, the input projections of all T positions first (one
+    product over the layer below's outputs), then the T recurrent steps (the first layer looks
+    its table rows up at each step, as generating does). As member ``member`` of a team
     of ``members`` threads it runs block ``member`` of each layer and meets the others after
     every position; alone (0 of 1) it runs every block. outs (T, S) and u (T, >= 4H) are
     scratch shared by the team: the layers' outputs at every position, and the input
-    projections. Returns False if the team was aborted."""
+    projections of the layers above the first (whose rows are looked up, as in generating).
+    Returns False if the team was aborted."""
     T = prompt.shape[0]
     first, last = (0, edges.shape[1] - 1) if members == 1 else (member, member + 1)
     count, below = 0, 0
@@ -61,13 +63,10 @@ def prime(member, members, weights, layers, edges, head, eps, prompt, h, c, logi
         off_wh, off_b, off_s = layers[layer, 3], layers[layer, 4], layers[layer, 5]
         G = 4 * H
         Wh, b = weights[off_wh:off_wh + H * G], weights[off_b:off_b + G]
-        for p in range(first, last):                           # this member's input projections
-            lo, hi = edges[layer, p], edges[layer, p + 1]
-            if layer == 0:                                     # x_t @ Wx = (E @ Wx)[token_t]
-                for t in range(T):
-                    row = off_in + G * np.int64(prompt[t])
-                    u[t, 4 * lo:4 * hi] = weights[row + 4 * lo:row + 4 * hi]
-            else:                                              # all positions in one product
+        table = weights[off_in:off_in + logits.shape[1] * G]   # the first layer's (E @ Wx) rows
+        if layer > 0:                          # this member's input projections, all positions
+            for p in range(first, last):       # in one product over the layer below's outputs
+                lo, hi = edges[layer, p], edges[layer, p + 1]
                 u[:, 4 * lo:4 * hi] = 0.0
                 matvec_panels(outs[:, below:below + D], weights[off_in:off_in + D * G], 4 * lo, 4 * hi, u, 4 * lo)
         xw = np.empty(G, dtype=h.dtype)
@@ -77,8 +76,9 @@ def prime(member, members, weights, layers, edges, head, eps, prompt, h, c, logi
                 lo, hi = edges[layer, p], edges[layer, p + 1]
                 xw_p = xw[4 * lo:4 * hi].reshape((1, 4 * (hi - lo)))
                 recurrent_block(previous, Wh, lo, hi, xw_p)
-                finish_block(INPUT_READY, prompt, outs, Wh, b, lo, hi, xw_p,
-                             u[t, 4 * lo:4 * hi].reshape((1, 4 * (hi - lo))), c, outs[t:t + 1], off_s)
+                finish_block(INPUT_LOOKUP if layer == 0 else INPUT_READY, prompt[t:t + 1], outs, table, b,
+                             lo, hi, xw_p, u[t, 4 * lo:4 * hi].reshape((1, 4 * (hi - lo))), c,
+                             outs[t:t + 1], off_s)
             if members > 1:
                 count += 1
                 if not meet(sync, member, members, count):
